@@ -1,0 +1,70 @@
+# NodeLab. `make demo` and `make test` work on a fresh machine with Python 3.11 and make:
+# each creates .venv and installs what it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test lint unit integration manifests-check bench e2e kind-up phase kind-down clean
+
+help:
+	@echo "make demo        run the scaling tour on this machine (quick mode; FULL=1 for the workshop's figures)"
+	@echo "make test        lint + unit + integration tests (kind e2e tests skip without docker/kind)"
+	@echo "make bench       benchmarks: ratios against wrk, bare frameworks and the model (QUICK=1: < 3 min)"
+	@echo "make kind-up     create a kind cluster, build and load the image, install CRD + operator"
+	@echo "make phase N=2   apply manifests/phases/phase-N-*.yaml to the cluster"
+	@echo "make e2e         run tests/e2e against the kind cluster"
+	@echo "make kind-down   delete the kind cluster"
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test]'
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nodelab tour $(if $(FULL),,--quick)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+unit: $(STAMP)
+	$(BIN)/pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest -q tests/integration
+
+test: lint
+	$(BIN)/pytest -q -ra tests
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(if $(QUICK),--quick,)
+
+# --- kind path (needs docker and kind; see README "On a kind cluster") -------------------------
+KIND_CLUSTER ?= nodelab
+IMAGE        ?= nodelab:dev
+N            ?= 1
+
+kind-up:
+	kind create cluster --name $(KIND_CLUSTER) --config manifests/kind-cluster.yaml
+	docker build -t $(IMAGE) .
+	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
+	kubectl apply -k manifests/
+	kubectl -n nodelab-system rollout status deployment/nodelab-operator --timeout=180s
+
+phase:
+	kubectl apply -f $(wildcard manifests/phases/phase-$(N)-*.yaml)
+
+e2e: $(STAMP)
+	$(BIN)/pytest -q -ra -m e2e tests/e2e
+
+kind-down:
+	kind delete cluster --name $(KIND_CLUSTER)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build *.egg-info nodelab-out

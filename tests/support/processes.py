@@ -1,0 +1,103 @@
+"""Real node processes on 127.0.0.1 for tests: started in their own session, always reaped.
+
+Every process is started with ``start_new_session=True`` so that the node's uvicorn worker
+children share its process group; teardown signals that group (ours alone, found by the PID we
+started) so no worker outlives a test, also when the test fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+__all__ = ["NodeProcess", "free_port", "reap", "running_node", "wait_healthy"]
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class NodeProcess:
+    """A node started by a test: its process, port and base URL."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+    node_id: str
+    args: list[str] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
+    """Poll ``url``/health until it answers 200; fail early if ``proc`` exits first."""
+    deadline = time.monotonic() + timeout
+    last_error: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"node exited with code {proc.returncode} before becoming healthy")
+        try:
+            if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last_error = exc
+        time.sleep(0.05)  # poll interval of a condition wait, not a fixed sleep
+    raise TimeoutError(f"{url}/health not healthy after {timeout}s (last error: {last_error})")
+
+
+def reap(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """Stop a process we started and its process group: SIGTERM, then SIGKILL after ``grace``."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=grace)
+    # Workers may linger briefly after the master exits; the group is still ours to clear.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@contextlib.contextmanager
+def running_node(
+    node_id: str = "1",
+    *,
+    workers: int = 1,
+    load_factor: int = 20,
+    io_millis: int = 0,
+    extra: Sequence[str] = (),
+    port: int | None = None,
+) -> Iterator[NodeProcess]:
+    """Start ``python -m node_service`` on 127.0.0.1, wait until healthy, reap on exit."""
+    port = port or free_port()
+    args = [
+        sys.executable, "-m", "node_service",
+        "--host", "127.0.0.1", "--port", str(port), "--id", node_id,
+        "--workers", str(workers), "--load-factor", str(load_factor),
+        "--io-millis", str(io_millis), *extra,
+    ]
+    proc = subprocess.Popen(args, start_new_session=True)
+    node = NodeProcess(proc=proc, port=port, node_id=node_id, args=args)
+    try:
+        wait_healthy(node.url, proc)
+        yield node
+    finally:
+        reap(proc)
