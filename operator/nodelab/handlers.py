@@ -1,0 +1,281 @@
+"""The kopf handlers: thin glue between kopf, the builders and the status logic.
+
+Two kinds of work, both idempotent:
+
+* on create, spec update and operator resume (``apply_lab``): validate the spec, create or
+  patch the children (ServiceAccount, Role, RoleBinding, Deployment, two Services), adopt
+  them, and start a new generation's status (phase Deploying);
+* every ``reconcile_interval`` seconds (``progress``): observe the Deployment, pods and Jobs,
+  let :func:`nodelab.progress.decide` choose the next step, carry it out.
+
+Handlers are synchronous on purpose: kopf runs them in its thread pool, so the blocking
+``kubernetes`` client never stalls the event loop the watches (and, in tests, the emulated
+API server) run on. Status is written through kopf's ``patch`` (a merge patch on the status
+subresource) and only with the fields the operator owns: ``lastRun`` belongs to the load Job.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from nodelab import builders, crd, k8s, names, progress, validation
+from nodelab import status as lab_status
+from nodelab.settings import OperatorSettings
+from nodelab.spec import NodeLab, parse_spec
+
+__all__ = ["apply_lab", "configure", "disconnect", "parse_lab", "progress_tick", "register"]
+
+_RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
+# Conflicts and server trouble pass; a refused object (bad request, invalid) does not.
+_PERMANENT_STATUSES = {400, 404, 422}
+
+
+def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
+    """Register every handler in ``registry``; the timer's interval comes from ``settings``."""
+    kopf.on.startup(registry=registry, id="configure")(configure)
+    kopf.on.cleanup(registry=registry, id="disconnect")(disconnect)
+    kopf.on.create(*_RESOURCE, registry=registry, id="apply-on-create")(apply_lab)
+    kopf.on.update(*_RESOURCE, field="spec", registry=registry, id="apply-on-update")(apply_lab)
+    kopf.on.resume(*_RESOURCE, registry=registry, id="apply-on-resume")(apply_lab)
+    kopf.timer(
+        *_RESOURCE,
+        interval=settings.reconcile_interval,
+        registry=registry,
+        id="progress",
+    )(progress_tick)
+
+
+def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """Tune kopf once, and connect to the API unless a cluster was handed in (tests)."""
+    # One operator per cluster (a Deployment with one replica): no peering objects needed.
+    settings.peering.standalone = True
+    # Annotations, not status.kopf: the CRD's status schema would prune kopf's own fields.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=crd.GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=crd.GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{crd.GROUP}/operator"
+    settings.posting.level = logging.INFO
+    if getattr(memo, "cluster", None) is None:
+        memo.cluster = k8s.Cluster.connect()
+    if getattr(memo, "lab_settings", None) is None:
+        memo.lab_settings = OperatorSettings.from_env()
+
+
+def disconnect(memo: kopf.Memo, **_: Any) -> None:
+    """Close the API connection pool on shutdown."""
+    cluster = getattr(memo, "cluster", None)
+    if isinstance(cluster, k8s.Cluster):
+        cluster.close()
+
+
+def parse_lab(
+    name: str, namespace: str, meta: Mapping[str, Any], body_spec: Mapping[str, Any]
+) -> NodeLab:
+    """The typed lab of a NodeLab resource; raises ``validation.SpecInvalid`` naming the field."""
+    if len(name) > names.MAX_LAB_NAME:
+        raise validation.SpecInvalid(
+            name,
+            [
+                validation.FieldError(
+                    "metadata.name",
+                    f"Invalid value: {name!r}: must be at most {names.MAX_LAB_NAME} characters "
+                    "(the names of the lab's Services and Jobs derive from it)",
+                )
+            ],
+        )
+    parsed = parse_spec(_plain(body_spec), name=name)
+    generation = int(meta.get("generation") or 1)
+    return NodeLab(name=name, namespace=namespace, generation=generation, spec=parsed)
+
+
+def apply_lab(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    name: str,
+    namespace: str | None,
+    patch: kopf.Patch,
+    memo: Any,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """Create or patch a lab's children for its current spec (create, update, resume)."""
+    settings: OperatorSettings = memo.lab_settings
+    cluster: k8s.Cluster = memo.cluster
+    namespace = namespace or "default"  # NodeLab is namespaced; kopf types it optional
+    generation = int(meta.get("generation") or 1)
+    stamp = _now()
+    conditions = list(status.get("conditions") or ())
+    try:
+        lab = parse_lab(name, namespace, meta, spec)
+    except validation.SpecInvalid as exc:
+        message = "; ".join(str(error) for error in exc.errors)
+        patch.status["phase"] = lab_status.FAILED
+        patch.status["observedGeneration"] = generation
+        patch.status["conditions"] = lab_status.set_condition(
+            conditions,
+            lab_status.SPEC_VALID,
+            "False",
+            "InvalidSpec",
+            message,
+            generation=generation,
+            now=stamp,
+        )
+        kopf.warn(body, reason="InvalidSpec", message=message)
+        # Retrying cannot fix a spec: the next change of it calls this handler again.
+        raise kopf.PermanentError(f"invalid spec: {message}") from None
+
+    outcomes = _apply_children(lab, body, settings, cluster)
+    deployment = names.deployment(name)
+    kopf.info(
+        body,
+        reason="ChildrenApplied",
+        message=(
+            f"generation {generation}: Deployment {deployment} {outcomes[deployment]} with "
+            f"{lab.spec.node.replicas} pod(s) x {lab.spec.node.workers} worker(s), "
+            f"{lab.spec.node.pod_cpu_millicores}m CPU per pod; Services and load account ready"
+        ),
+    )
+    logger.info("children of generation %s: %s", generation, outcomes)
+
+    valid = lab_status.find_condition(conditions, lab_status.SPEC_VALID) or {}
+    if status.get("observedGeneration") == generation and valid.get("status") == "True":
+        return  # a resume of a generation already under way: the progress timer carries on
+    for type_, state, reason, message in (
+        (lab_status.SPEC_VALID, "True", "Valid", "spec accepted"),
+        (lab_status.AVAILABLE, "Unknown", "RollingOut", f"rolling out generation {generation}"),
+        (
+            lab_status.LOAD_COMPLETE,
+            "Unknown",
+            "WaitingForRollout",
+            "the load runs once every node pod is ready",
+        ),
+        (lab_status.SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet"),
+    ):
+        conditions = lab_status.set_condition(
+            conditions, type_, state, reason, message, generation=generation, now=stamp
+        )
+    patch.status["phase"] = lab_status.DEPLOYING
+    patch.status["observedGeneration"] = generation
+    patch.status["conditions"] = conditions
+
+
+def progress_tick(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    name: str,
+    namespace: str | None,
+    patch: kopf.Patch,
+    memo: Any,
+    logger: kopf.Logger,
+    **_: Any,
+) -> None:
+    """One look at a lab: observe, decide (``nodelab.progress``), act, write status."""
+    settings: OperatorSettings = memo.lab_settings
+    cluster: k8s.Cluster = memo.cluster
+    namespace = namespace or "default"  # NodeLab is namespaced; kopf types it optional
+    generation = int(meta.get("generation") or 1)
+    if meta.get("deletionTimestamp"):
+        return
+    if status.get("observedGeneration") != generation:
+        return  # the change handler has not taken this generation in yet
+    valid = lab_status.find_condition(status.get("conditions"), lab_status.SPEC_VALID) or {}
+    if valid.get("status") != "True":
+        return
+    try:
+        lab = parse_lab(name, namespace, meta, spec)
+    except validation.SpecInvalid:
+        return  # the change handler reported it
+    try:
+        deployment = cluster.get("Deployment", namespace, names.deployment(name))
+        ready, _how_far = lab_status.rollout_progress(deployment, generation)
+        pods = (
+            cluster.list("Pod", namespace, names.node_selector(name))
+            if deployment and not ready
+            else []
+        )
+        jobs = cluster.list(
+            "Job",
+            namespace,
+            {
+                names.INSTANCE_LABEL: name,
+                names.COMPONENT_LABEL: "load",
+            },
+        )
+        observed = progress.Observation(deployment=deployment, pods=pods, jobs=jobs)
+        now = datetime.datetime.now(datetime.UTC)
+        decision = progress.decide(lab, _plain(status), observed, settings, now)
+        if decision.reapply_children:
+            _apply_children(lab, body, settings, cluster)
+        if decision.create_job:
+            job = builders.build_load_job(lab, settings)
+            kopf.adopt(job, owner=body)
+            if cluster.apply(job, create_only=True) == "created":
+                kopf.info(
+                    body,
+                    reason="LoadJobCreated",
+                    message=_job_summary(lab, job["metadata"]["name"]),
+                )
+        for job_name in decision.delete_jobs:
+            if cluster.delete("Job", namespace, job_name):
+                kopf.info(body, reason="LoadJobDeleted", message=f"old load Job {job_name} deleted")
+    except k8s.ApiError as exc:
+        raise _api_failure(exc) from exc
+    for event in decision.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    for key, value in decision.status.items():
+        patch.status[key] = value
+    if decision.status:
+        logger.debug("status of generation %s: %s", generation, sorted(decision.status))
+
+
+def _apply_children(
+    lab: NodeLab, owner: kopf.Body, settings: OperatorSettings, cluster: k8s.Cluster
+) -> dict[str, str]:
+    children = builders.build_children(lab, settings)
+    kopf.adopt(children, owner=owner)
+    outcomes: dict[str, str] = {}
+    try:
+        for child in children:
+            outcomes[child["metadata"]["name"]] = cluster.apply(child)
+    except k8s.ApiError as exc:
+        raise _api_failure(exc) from exc
+    return outcomes
+
+
+def _job_summary(lab: NodeLab, job_name: str) -> str:
+    node, load = lab.spec.node, lab.spec.load
+    return (
+        f"load Job {job_name}: {load.concurrency} concurrent clients against "
+        f"{node.replicas} pod(s) x {node.workers} worker(s)"
+    )
+
+
+def _api_failure(exc: k8s.ApiError) -> kopf.PermanentError | kopf.TemporaryError:
+    if exc.status in _PERMANENT_STATUSES:
+        # The server refuses the object itself: retrying the same request cannot succeed.
+        return kopf.PermanentError(f"the API refused a child object: {exc}")
+    # 403 (RBAC not applied yet), 409 races, 429, 5xx: worth another try soon.
+    return kopf.TemporaryError(f"API call failed, retrying: {exc}", delay=10)
+
+
+def _plain(value: Any) -> Any:
+    """A deep plain copy of kopf's mapping views (dict/list of JSON values)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _now() -> str:
+    return lab_status.now_rfc3339()

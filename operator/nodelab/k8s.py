@@ -1,0 +1,199 @@
+"""A small, synchronous Kubernetes API wrapper for the operator's children.
+
+Plain dicts in and out (no generated models, so nothing is silently dropped or renamed),
+errors as :class:`ApiError` with the HTTP status, and a call counter for measurements. Auth,
+TLS and token refresh come from the ``kubernetes`` client's configuration (kubeconfig or
+in-cluster). The kopf handlers are synchronous and run in kopf's thread pool, so a blocking
+call never stalls the operator's event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import kubernetes
+
+__all__ = ["KINDS", "ApiError", "Cluster", "Kind"]
+
+
+class ApiError(Exception):
+    """The API server refused a request; ``status`` is the HTTP status (409: already exists)."""
+
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Kind:
+    """Where a kind of object lives in the API."""
+
+    prefix: str  # /api/v1 or /apis/<group>/<version>
+    plural: str
+    strategic: bool = True  # built-in kinds accept strategic merge patches; custom ones do not
+
+
+KINDS: dict[str, Kind] = {
+    "Deployment": Kind("/apis/apps/v1", "deployments"),
+    "Service": Kind("/api/v1", "services"),
+    "ServiceAccount": Kind("/api/v1", "serviceaccounts"),
+    "Pod": Kind("/api/v1", "pods"),
+    "Job": Kind("/apis/batch/v1", "jobs"),
+    "Role": Kind("/apis/rbac.authorization.k8s.io/v1", "roles"),
+    "RoleBinding": Kind("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
+}
+
+_STRATEGIC = "application/strategic-merge-patch+json"
+_MERGE = "application/merge-patch+json"
+
+
+class Cluster:
+    """The API calls the operator makes, over one ``kubernetes`` ApiClient."""
+
+    def __init__(self, api_client: Any, *, timeout: float = 30.0) -> None:
+        self._api = api_client
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self.calls = 0
+
+    @classmethod
+    def connect(cls, config_file: str | None = None, *, timeout: float = 30.0) -> Cluster:
+        """In-cluster credentials inside a pod, else the kubeconfig (``$KUBECONFIG``)."""
+        if config_file is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = kubernetes.client.Configuration()
+            kubernetes.config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+            return cls(kubernetes.client.ApiClient(configuration), timeout=timeout)
+        path = config_file or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+        client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=path
+        )
+        return cls(client, timeout=timeout)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self._api.close()
+
+    # --- raw -------------------------------------------------------------------------------
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None = None,
+        *,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> dict[str, Any]:
+        """One API call; returns the decoded JSON answer or raises ApiError."""
+        headers = {"Accept": "application/json", "Content-Type": content_type}
+        params = self._api.param_serialize(
+            method,
+            path,
+            query_params=query or [],
+            header_params=headers,
+            body=dict(body) if body is not None else None,
+            auth_settings=["BearerToken"],
+        )
+        with self._lock:
+            self.calls += 1
+        response = self._api.call_api(*params, _request_timeout=self._timeout)
+        response.read()
+        text = (response.data or b"").decode("utf-8", errors="replace")
+        if not 200 <= response.status < 300:
+            reason, message = str(response.reason or ""), text
+            try:
+                answer = json.loads(text)
+                reason, message = (
+                    str(answer.get("reason", reason)),
+                    str(answer.get("message", text)),
+                )
+            except ValueError:
+                pass
+            raise ApiError(int(response.status), reason, message[:500])
+        decoded: dict[str, Any] = json.loads(text) if text else {}
+        return decoded
+
+    # --- objects -----------------------------------------------------------------------------
+
+    @staticmethod
+    def _path(kind: str, namespace: str, name: str | None = None) -> str:
+        where = KINDS[kind]
+        path = f"{where.prefix}/namespaces/{namespace}/{where.plural}"
+        return f"{path}/{name}" if name else path
+
+    def get(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:
+        """The object, or None if it does not exist."""
+        try:
+            return self.request("GET", self._path(kind, namespace, name))
+        except ApiError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def list(self, kind: str, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """Objects of ``kind`` in ``namespace`` carrying every label in ``labels``."""
+        selector = ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+        answer = self.request(
+            "GET", self._path(kind, namespace), query=[("labelSelector", selector)]
+        )
+        items = answer.get("items") or []
+        # Filtered here too: a server that ignores the selector must not widen the result.
+        return [
+            item
+            for item in items
+            if all(
+                ((item.get("metadata") or {}).get("labels") or {}).get(k) == v
+                for k, v in labels.items()
+            )
+        ]
+
+    def create(self, obj: Mapping[str, Any]) -> dict[str, Any]:
+        """Create ``obj`` (ApiError 409 if it exists)."""
+        meta = obj["metadata"]
+        return self.request("POST", self._path(obj["kind"], meta["namespace"]), obj)
+
+    def patch(
+        self, kind: str, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Patch an object (strategic merge for built-in kinds)."""
+        content_type = _STRATEGIC if KINDS[kind].strategic else _MERGE
+        return self.request(
+            "PATCH", self._path(kind, namespace, name), body, content_type=content_type
+        )
+
+    def apply(self, obj: Mapping[str, Any], *, create_only: bool = False) -> str:
+        """Create ``obj``, or patch it to match if it already exists (409).
+
+        Returns ``"created"``, ``"patched"``, or ``"exists"`` with ``create_only``.
+        """
+        try:
+            self.create(obj)
+            return "created"
+        except ApiError as exc:
+            if exc.status != 409:
+                raise
+        if create_only:
+            return "exists"
+        meta = obj["metadata"]
+        self.patch(obj["kind"], meta["namespace"], meta["name"], obj)
+        return "patched"
+
+    def delete(self, kind: str, namespace: str, name: str) -> bool:
+        """Delete an object and, in the background, what it owns; False if it was gone."""
+        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+        try:
+            self.request("DELETE", self._path(kind, namespace, name), body)
+            return True
+        except ApiError as exc:
+            if exc.status == 404:
+                return False
+            raise

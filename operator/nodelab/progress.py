@@ -1,0 +1,259 @@
+"""The progress decision: from what the cluster shows to what the operator does next. Pure.
+
+The progress timer observes a lab's Deployment, pods and load Jobs, then calls :func:`decide`,
+which returns the status fields to write (only those that change), whether to create the load
+Job of the current generation, which Jobs to delete, and the Events to post. Level-based: the
+same observation always gives the same decision, so a restarted operator picks up where it was.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodelab import names, status
+from nodelab.settings import OperatorSettings
+from nodelab.spec import NodeLab
+
+__all__ = ["Event", "Observation", "Progress", "decide", "jobs_to_delete"]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the operator read for one lab in one tick."""
+
+    deployment: Mapping[str, Any] | None
+    pods: Sequence[Mapping[str, Any]] = ()
+    jobs: Sequence[Mapping[str, Any]] = ()
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the NodeLab."""
+
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Progress:
+    """What to do: status fields to patch, Jobs to create or delete, Events to post."""
+
+    status: dict[str, Any] = field(default_factory=dict)
+    create_job: bool = False
+    delete_jobs: tuple[str, ...] = ()
+    reapply_children: bool = False
+    events: tuple[Event, ...] = ()
+
+
+# Reasons worth a Warning Event rather than a Normal one.
+_WARNINGS = {
+    "Unschedulable",
+    "ImagePullFailed",
+    "CrashLoopBackOff",
+    "ContainerError",
+    "ReplicaFailure",
+    "ProgressDeadlineExceeded",
+    "DeadlineExceeded",
+    "BackoffLimitExceeded",
+    "JobFailed",
+    "NoReport",
+    "DeploymentMissing",
+}
+
+
+def decide(
+    lab: NodeLab,
+    current: Mapping[str, Any],
+    observed: Observation,
+    settings: OperatorSettings,
+    now: datetime.datetime,
+) -> Progress:
+    """Decide the next step for ``lab`` given its ``current`` status and what was ``observed``."""
+    generation = lab.generation
+    stamp = status.now_rfc3339(now)
+    conditions: list[dict[str, Any]] = [dict(c) for c in current.get("conditions") or ()]
+    last_run = current.get("lastRun") or {}
+    jobs = {str((j.get("metadata") or {}).get("name")): j for j in observed.jobs}
+    job_name = names.load_job(lab.name, generation)
+    job = jobs.get(job_name)
+
+    def condition(type_: str, state: str, reason: str, message: str) -> None:
+        nonlocal conditions
+        conditions = status.set_condition(
+            conditions, type_, state, reason, message, generation=generation, now=stamp
+        )
+
+    # Available: is the fleet of this generation up, and if not, why not.
+    ready, how_far = status.rollout_progress(observed.deployment, generation)
+    node = lab.spec.node
+    if ready:
+        condition(
+            status.AVAILABLE,
+            "True",
+            "RolledOut",
+            f"{node.replicas} node pod(s) of {node.workers} worker(s) ready",
+        )
+    elif observed.deployment is None:
+        condition(
+            status.AVAILABLE,
+            "False",
+            "DeploymentMissing",
+            "the node Deployment is missing; the operator creates it again",
+        )
+    else:
+        diagnosis = status.diagnose_deployment(observed.deployment) or status.diagnose_pods(
+            observed.pods
+        )
+        if diagnosis is not None:
+            condition(status.AVAILABLE, "False", diagnosis.reason, diagnosis.message)
+        else:
+            condition(
+                status.AVAILABLE,
+                "False",
+                "RollingOut",
+                f"waiting for the rollout of generation {generation}: {how_far}",
+            )
+
+    create_job = False
+    phase: str
+    history = list(current.get("history") or ())
+    prediction = current.get("prediction")
+    if last_run.get("generation") == generation:
+        # The Job reported this generation's run: done, whatever became of the Job since.
+        phase = status.COMPLETED
+        latency = last_run.get("latencyMillis") or {}
+        condition(
+            status.LOAD_COMPLETE,
+            "True",
+            "Succeeded",
+            f"{last_run.get('successes')}/{last_run.get('requests')} requests, "
+            f"p50 {latency.get('p50')} ms, p99 {latency.get('p99')} ms, "
+            f"{last_run.get('rps')} req/s",
+        )
+        condition(status.SLO_MET, *status.slo_condition(last_run))
+        history = status.merge_history(history, status.history_row(lab, last_run))
+        prediction = status.prediction(lab, last_run) or prediction
+    elif job is None:
+        if ready:
+            create_job = True
+            phase = status.LOADING
+            condition(
+                status.LOAD_COMPLETE, "Unknown", "LoadStarted", f"load Job {job_name} created"
+            )
+        else:
+            phase = status.DEPLOYING
+            condition(
+                status.LOAD_COMPLETE,
+                "Unknown",
+                "WaitingForRollout",
+                "the load runs once every node pod is ready",
+            )
+        condition(status.SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet")
+    else:
+        state = status.job_state(job)
+        if state.state == "Failed":
+            phase = status.FAILED
+            condition(status.LOAD_COMPLETE, "False", state.reason, state.message)
+        elif state.state == "Succeeded" and _past(state.finished_at, settings, now):
+            phase = status.FAILED
+            condition(
+                status.LOAD_COMPLETE,
+                "False",
+                "NoReport",
+                f"load Job {job_name} succeeded but no report for generation "
+                f"{generation} reached status.lastRun; see `kubectl logs job/{job_name}`",
+            )
+        elif state.state == "Succeeded":
+            phase = status.LOADING
+            condition(
+                status.LOAD_COMPLETE,
+                "Unknown",
+                "WaitingForReport",
+                f"load Job {job_name} finished; waiting for its report",
+            )
+        else:
+            phase = status.LOADING
+            condition(
+                status.LOAD_COMPLETE, "Unknown", "LoadRunning", f"load Job {job_name} is running"
+            )
+        condition(status.SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet")
+
+    desired: dict[str, Any] = {
+        "phase": phase,
+        "observedGeneration": generation,
+        "conditions": conditions,
+    }
+    if history:
+        desired["history"] = history
+    if prediction is not None:
+        desired["prediction"] = prediction
+    changes = {k: v for k, v in desired.items() if current.get(k) != v}
+    return Progress(
+        status=changes,
+        create_job=create_job,
+        delete_jobs=jobs_to_delete(observed.jobs, generation, job_name, settings),
+        reapply_children=observed.deployment is None,
+        events=_events(current.get("conditions") or (), conditions),
+    )
+
+
+def _past(finished_at: str | None, settings: OperatorSettings, now: datetime.datetime) -> bool:
+    if not finished_at:
+        return False
+    try:
+        moment = datetime.datetime.fromisoformat(finished_at.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return (now - moment).total_seconds() > settings.report_grace_seconds
+
+
+def jobs_to_delete(
+    jobs: Sequence[Mapping[str, Any]], generation: int, keep: str, settings: OperatorSettings
+) -> tuple[str, ...]:
+    """Old load Jobs to delete: running ones of older generations (superseded), and finished
+    ones past the history limits (newest kept). The current generation's Job is never deleted."""
+    doomed: list[str] = []
+    finished: dict[str, list[tuple[int, str]]] = {"Succeeded": [], "Failed": []}
+    for job in jobs:
+        meta = job.get("metadata") or {}
+        name = str(meta.get("name"))
+        if name == keep or meta.get("deletionTimestamp"):
+            continue
+        built_for = names.generation_of(meta.get("labels")) or 0
+        state = status.job_state(job).state
+        if state == "Running":
+            if built_for < generation:
+                doomed.append(name)
+            continue
+        finished[state].append((built_for, name))
+    limits = {"Succeeded": settings.keep_succeeded_jobs, "Failed": settings.keep_failed_jobs}
+    current = next((j for j in jobs if (j.get("metadata") or {}).get("name") == keep), None)
+    for state, rows in finished.items():
+        room = limits[state]
+        if current is not None and status.job_state(current).state == state:
+            room -= 1  # the current Job counts against its kind's limit
+        rows.sort(reverse=True)
+        doomed += [name for _, name in rows[max(room, 0) :]]
+    return tuple(sorted(doomed))
+
+
+def _events(
+    before: Sequence[Mapping[str, Any]], after: Sequence[Mapping[str, Any]]
+) -> tuple[Event, ...]:
+    events: list[Event] = []
+    for condition in after:
+        old = status.find_condition(before, str(condition["type"]))
+        if old is not None and (old.get("status"), old.get("reason")) == (
+            condition["status"],
+            condition["reason"],
+        ):
+            continue
+        if condition["status"] == "Unknown" and condition["reason"] == "NoRunYet":
+            continue  # a reset, not news
+        kind = "Warning" if condition["reason"] in _WARNINGS else "Normal"
+        events.append(Event(kind, str(condition["reason"]), str(condition["message"])))
+    return tuple(events)

@@ -1,0 +1,361 @@
+"""Pure status logic: conditions, phases, history rows, diagnoses and the prediction.
+
+Conditions follow the Kubernetes API conventions: a list keyed by ``type``, each with
+``status`` ("True", "False", "Unknown"), a CamelCase ``reason``, a human ``message``,
+``observedGeneration``, and a ``lastTransitionTime`` that moves only when ``status`` changes.
+Nothing here talks to the API; every function is a value in, value out.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from nodelab import capacity, names, quantity
+from nodelab.spec import NodeLab
+
+__all__ = [
+    "AVAILABLE",
+    "HISTORY_LIMIT",
+    "LOAD_COMPLETE",
+    "PHASES",
+    "SLO_MET",
+    "SPEC_VALID",
+    "Diagnosis",
+    "JobState",
+    "diagnose_deployment",
+    "diagnose_pods",
+    "find_condition",
+    "history_row",
+    "job_state",
+    "merge_history",
+    "now_rfc3339",
+    "prediction",
+    "rollout_progress",
+    "set_condition",
+    "slo_condition",
+]
+
+SPEC_VALID = "SpecValid"
+AVAILABLE = "Available"
+LOAD_COMPLETE = "LoadComplete"
+SLO_MET = "SLOMet"
+
+PENDING, DEPLOYING, READY, LOADING, COMPLETED, FAILED = (
+    "Pending",
+    "Deploying",
+    "Ready",
+    "Loading",
+    "Completed",
+    "Failed",
+)
+PHASES = (PENDING, DEPLOYING, READY, LOADING, COMPLETED, FAILED)
+
+HISTORY_LIMIT = 10
+
+
+def now_rfc3339(now: datetime.datetime | None = None) -> str:
+    """A timestamp as Kubernetes writes them: UTC, seconds, ``Z``."""
+    moment = now or datetime.datetime.now(datetime.UTC)
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- conditions ------------------------------------------------------------------------------
+
+
+def find_condition(
+    conditions: Sequence[Mapping[str, Any]] | None, type_: str
+) -> dict[str, Any] | None:
+    """The condition of ``type_``, or None."""
+    for condition in conditions or ():
+        if condition.get("type") == type_:
+            return dict(condition)
+    return None
+
+
+def set_condition(
+    conditions: Sequence[Mapping[str, Any]] | None,
+    type_: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    generation: int,
+    now: str,
+) -> list[dict[str, Any]]:
+    """Return ``conditions`` with ``type_`` set; its transition time moves only on a new status."""
+    if status not in {"True", "False", "Unknown"}:
+        raise ValueError(f"condition status must be True, False or Unknown, got {status!r}")
+    previous = find_condition(conditions, type_)
+    transition = now
+    if previous is not None and previous.get("status") == status:
+        transition = previous.get("lastTransitionTime") or now
+    updated = {
+        "type": type_,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": transition,
+        "observedGeneration": generation,
+    }
+    result = [dict(c) for c in conditions or () if c.get("type") != type_]
+    result.append(updated)
+    order = {t: i for i, t in enumerate((SPEC_VALID, AVAILABLE, LOAD_COMPLETE, SLO_MET))}
+    return sorted(result, key=lambda c: order.get(str(c.get("type")), len(order)))
+
+
+def slo_condition(last_run: Mapping[str, Any]) -> tuple[str, str, str]:
+    """(status, reason, message) of SLOMet for a finished run."""
+    verdict = last_run.get("verdict")
+    latency = last_run.get("latencyMillis") or {}
+    p99, slo = latency.get("p99"), last_run.get("sloP99Millis")
+    if verdict == "OK":
+        return "True", "WithinSLO", f"p99 {p99} ms is within the SLO of {slo} ms"
+    if verdict == "Crashed":
+        return (
+            "False",
+            "LatencyAboveSLO",
+            (
+                f"p99 {p99} ms is past the SLO of {slo} ms: the clients outnumber what the fleet "
+                "serves at once, so requests queue"
+            ),
+        )
+    errors = (last_run.get("errors") or {}).get("total")
+    return "False", "Errors", f"{errors} of {last_run.get('requests')} requests failed"
+
+
+# --- history -----------------------------------------------------------------------------------
+
+
+def history_row(lab: NodeLab, last_run: Mapping[str, Any]) -> dict[str, Any]:
+    """One short row of ``status.history`` for a finished run of ``lab``'s current spec."""
+    latency = last_run.get("latencyMillis") or {}
+    row: dict[str, Any] = {
+        "generation": int(last_run.get("generation") or lab.generation),
+        "finishedAt": last_run.get("finishedAt") or "",
+        "replicas": lab.spec.node.replicas,
+        "workers": lab.spec.node.workers,
+        "concurrency": int(last_run.get("concurrency") or lab.spec.load.concurrency),
+        "p50Millis": latency.get("p50"),
+        "p99Millis": latency.get("p99"),
+        "rps": last_run.get("rps"),
+        "verdict": last_run.get("verdict"),
+    }
+    if last_run.get("breakingConcurrency") is not None:
+        row["breakingConcurrency"] = int(last_run["breakingConcurrency"])
+    # The CRD types these fields; a missing number is left out rather than written as null.
+    return {key: value for key, value in row.items() if value is not None}
+
+
+def merge_history(
+    history: Sequence[Mapping[str, Any]] | None, row: Mapping[str, Any], limit: int = HISTORY_LIMIT
+) -> list[dict[str, Any]]:
+    """Put ``row`` in ``history``: one row per generation (replaced, not repeated), newest last."""
+    rows = [dict(r) for r in history or () if r.get("generation") != row.get("generation")]
+    rows.append(dict(row))
+    rows.sort(key=lambda r: int(r.get("generation") or 0))
+    return rows[-limit:]
+
+
+# --- the Deployment and its pods -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """Why something is not going as planned: a CamelCase reason and a message for humans."""
+
+    reason: str
+    message: str
+
+
+def rollout_progress(deployment: Mapping[str, Any] | None, generation: int) -> tuple[bool, str]:
+    """(ready, how far): is the Deployment rolled out for ``generation`` with every pod ready?"""
+    if not deployment:
+        return False, "the node Deployment does not exist yet"
+    labels = (deployment.get("metadata") or {}).get("labels") or {}
+    built_for = names.generation_of(labels)
+    if built_for is not None and built_for < generation:
+        return False, f"the node Deployment is still at generation {built_for}"
+    want = int((deployment.get("spec") or {}).get("replicas", 1))
+    status = deployment.get("status") or {}
+    meta_generation = (deployment.get("metadata") or {}).get("generation")
+    if meta_generation is not None and int(status.get("observedGeneration") or 0) < int(
+        meta_generation
+    ):
+        return False, "the Deployment controller has not seen the new pod template yet"
+    updated = int(status.get("updatedReplicas") or 0)
+    ready = int(status.get("readyReplicas") or 0)
+    available = int(status.get("availableReplicas") or 0)
+    total = int(status.get("replicas") or 0)
+    done = updated >= want and ready >= want and available >= want and total <= want
+    return done, f"{min(ready, want)}/{want} node pods ready"
+
+
+_IMAGE_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}
+_CONFIG_REASONS = {"CreateContainerConfigError", "CreateContainerError", "RunContainerError"}
+
+
+def diagnose_pods(pods: Sequence[Mapping[str, Any]]) -> Diagnosis | None:
+    """The most telling reason the pods are not ready, or None if they are merely starting.
+
+    Order: unschedulable (nothing else can happen), then images, then crashing containers.
+    """
+    found: dict[str, Diagnosis] = {}
+    for pod in pods:
+        name = (pod.get("metadata") or {}).get("name", "?")
+        unschedulable = _unschedulable(pod, name)
+        if unschedulable is not None and "sched" not in found:
+            found["sched"] = unschedulable
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            waiting = (status.get("state") or {}).get("waiting") or {}
+            reason = waiting.get("reason")
+            if reason in _IMAGE_REASONS and "image" not in found:
+                found["image"] = Diagnosis(
+                    "ImagePullFailed",
+                    f"pod {name}: image {status.get('image')!r} cannot be pulled ({reason}: "
+                    f"{waiting.get('message', 'no details')}); on kind, load it with "
+                    "`kind load docker-image`, or set spec.node.image",
+                )
+            elif reason == "CrashLoopBackOff" and "crash" not in found:
+                terminated = (status.get("lastState") or {}).get("terminated") or {}
+                found["crash"] = Diagnosis(
+                    "CrashLoopBackOff",
+                    f"pod {name}: container {status.get('name')!r} keeps crashing "
+                    f"({status.get('restartCount', 0)} restarts, last exit code "
+                    f"{terminated.get('exitCode', '?')}: {terminated.get('reason', 'unknown')}); "
+                    f"see `kubectl logs {name} --previous`",
+                )
+            elif reason in _CONFIG_REASONS and "config" not in found:
+                found["config"] = Diagnosis(
+                    "ContainerError", f"pod {name}: {reason}: {waiting.get('message', '')}".strip()
+                )
+    for key in ("sched", "image", "crash", "config"):
+        if key in found:
+            return found[key]
+    return None
+
+
+def _unschedulable(pod: Mapping[str, Any], name: str) -> Diagnosis | None:
+    for condition in (pod.get("status") or {}).get("conditions") or ():
+        if (
+            condition.get("type") == "PodScheduled"
+            and condition.get("status") == "False"
+            and condition.get("reason") == "Unschedulable"
+        ):
+            requests = _pod_cpu_request(pod)
+            asks = f" asks for {requests} CPU and" if requests else ""
+            return Diagnosis(
+                "Unschedulable",
+                f"pod {name}{asks} cannot be scheduled: {condition.get('message', '').strip()}. "
+                "Vertical scaling has passed what one Kubernetes node has (the hardware max): "
+                "lower spec.node.workers or spec.node.cpuPerWorker, or scale horizontally "
+                "with spec.node.replicas",
+            )
+    return None
+
+
+def _pod_cpu_request(pod: Mapping[str, Any]) -> str | None:
+    total = 0
+    for container in (pod.get("spec") or {}).get("containers") or ():
+        cpu = ((container.get("resources") or {}).get("requests") or {}).get("cpu")
+        if cpu is None:
+            continue
+        try:
+            total += quantity.cpu_millicores(str(cpu))
+        except ValueError:
+            return None
+    return quantity.format_cpu(total) if total else None
+
+
+def diagnose_deployment(deployment: Mapping[str, Any] | None) -> Diagnosis | None:
+    """What the Deployment's own conditions say is wrong (quota, admission, deadline)."""
+    for condition in ((deployment or {}).get("status") or {}).get("conditions") or ():
+        kind, status = condition.get("type"), condition.get("status")
+        if kind == "ReplicaFailure" and status == "True":
+            return Diagnosis(
+                "ReplicaFailure", f"pods cannot be created: {condition.get('message', '')}"
+            )
+        if kind == "Progressing" and condition.get("reason") == "ProgressDeadlineExceeded":
+            return Diagnosis("ProgressDeadlineExceeded", str(condition.get("message", "")))
+    return None
+
+
+# --- the load Job ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JobState:
+    """Where a load Job is: Running, Succeeded or Failed (with why)."""
+
+    state: str
+    reason: str = ""
+    message: str = ""
+    finished_at: str | None = None
+
+
+def job_state(job: Mapping[str, Any]) -> JobState:
+    """Read a Job's status the way the Job controller writes it."""
+    name = (job.get("metadata") or {}).get("name", "?")
+    status = job.get("status") or {}
+    for condition in status.get("conditions") or ():
+        if condition.get("status") != "True":
+            continue
+        if condition.get("type") == "Complete":
+            return JobState("Succeeded", "Complete", "", status.get("completionTime"))
+        if condition.get("type") == "Failed":
+            return _failed(
+                job,
+                name,
+                str(condition.get("reason") or "JobFailed"),
+                str(condition.get("message") or ""),
+                condition.get("lastTransitionTime"),
+            )
+    if int(status.get("succeeded") or 0) >= 1:
+        return JobState("Succeeded", "Complete", "", status.get("completionTime"))
+    backoff = int((job.get("spec") or {}).get("backoffLimit", 6))
+    if int(status.get("failed") or 0) > backoff:
+        return _failed(job, name, "BackoffLimitExceeded", "", None)
+    return JobState("Running")
+
+
+def _failed(job: Mapping[str, Any], name: str, reason: str, detail: str, at: Any) -> JobState:
+    if reason == "DeadlineExceeded":
+        deadline = (job.get("spec") or {}).get("activeDeadlineSeconds")
+        message = (
+            f"load Job {name} ran past its deadline of {deadline}s and was stopped: lower "
+            "spec.load.requests or durationSeconds, or raise the operator's NODELAB_LOAD_DEADLINE"
+        )
+    else:
+        message = (
+            f"load Job {name} failed ({reason}{': ' + detail if detail else ''}); "
+            f"see `kubectl logs job/{name}`"
+        )
+    return JobState("Failed", reason, message, str(at) if at else None)
+
+
+# --- the capacity model --------------------------------------------------------------------------
+
+
+def prediction(lab: NodeLab, last_run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """``status.prediction`` from the calibration of ``last_run``, or None without one."""
+    calibration = last_run.get("calibration") or {}
+    service_ms = calibration.get("serviceMillis")
+    if not service_ms or float(service_ms) <= 0:
+        return None
+    node, load = lab.spec.node, lab.spec.load
+    service = float(service_ms)
+    # The node's ioMillis is waiting, not computing; with none, all the service time is CPU.
+    cpu_ms = service if node.io_millis == 0 else max(service - node.io_millis, 0.0)
+    cores = node.replicas * node.pod_cpu_millicores / 1000
+    result = capacity.predict(
+        service_ms=service,
+        cpu_ms=cpu_ms,
+        workers=node.workers,
+        replicas=node.replicas,
+        concurrency=load.concurrency,
+        cores=cores,
+    ).to_status()
+    result["generation"] = lab.generation
+    return result
