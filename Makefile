@@ -45,23 +45,33 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)
 
-# --- kind path (needs docker and kind; see README "On a kind cluster") -------------------------
+# --- kind path (needs docker and kind; see docs/kind.md) ------------------------------------------
 KIND_CLUSTER ?= nodelab
 IMAGE        ?= nodelab:dev
 N            ?= 1
+NAMESPACE    ?= default
+# Always the kind cluster's context: never apply the lab to whatever cluster is current.
+KUBECTL      := kubectl --context kind-$(KIND_CLUSTER)
+PHASE_FILE    = $(firstword $(wildcard manifests/phases/phase-$(N)-*.yaml))
 
 kind-up:
-	kind create cluster --name $(KIND_CLUSTER) --config manifests/kind-cluster.yaml
 	docker build -t $(IMAGE) .
+	kind get clusters | grep -qx '$(KIND_CLUSTER)' || \
+		kind create cluster --name $(KIND_CLUSTER) --config manifests/kind-cluster.yaml
 	kind load docker-image $(IMAGE) --name $(KIND_CLUSTER)
-	kubectl apply -k manifests/
-	kubectl -n nodelab-system rollout status deployment/nodelab-operator --timeout=180s
+	$(KUBECTL) apply -k manifests/
+	$(KUBECTL) wait --for condition=established --timeout=60s crd/nodelabs.lab.nodelab.dev
+	@# Same tag after a rebuild: restart so the operator runs the image just loaded.
+	$(KUBECTL) -n nodelab-system rollout restart deployment/nodelab-operator
+	$(KUBECTL) -n nodelab-system rollout status deployment/nodelab-operator --timeout=180s
 
 phase:
-	kubectl apply -f $(wildcard manifests/phases/phase-$(N)-*.yaml)
+	@test -n "$(PHASE_FILE)" || { echo "no manifests/phases/phase-$(N)-*.yaml (N=1..4)"; exit 2; }
+	$(KUBECTL) -n $(NAMESPACE) apply -f $(PHASE_FILE)
+	@echo "watch it: kubectl -n $(NAMESPACE) get nodelabs -w"
 
 e2e: $(STAMP)
-	$(BIN)/pytest -q -ra -m e2e tests/e2e
+	KIND_CLUSTER=$(KIND_CLUSTER) $(BIN)/pytest -q -ra -s -m e2e tests/e2e
 
 kind-down:
 	kind delete cluster --name $(KIND_CLUSTER)
