@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from nodelab.local import cli_challenge, cli_run, cli_tour
 
 PHASES = Path(__file__).resolve().parents[2] / "manifests" / "phases"

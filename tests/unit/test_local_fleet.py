@@ -8,11 +8,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from nodelab.local import common, procs
 from nodelab.local.fleet import Fleet, FleetError, FleetSpec, PortInUse, check_port_free
 from nodelab.local.progress import Reporter
 from nodelab.local.settings import LocalSettings
+
 from tests.support.processes import free_port
 
 SPEC = FleetSpec(lab="lab", replicas=2, workers=1, load_factor=0, io_millis=0)

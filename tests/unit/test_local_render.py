@@ -5,9 +5,9 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+from nodelab.local import chart, render
 from rich.console import Console
 
-from nodelab.local import chart, render
 from tests.unit.test_local_status import canned_result
 
 

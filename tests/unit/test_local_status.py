@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 from hdrh.histogram import HdrHistogram
-
 from nodelab import capacity, crd, spec, validation
 from nodelab.local import calibrate, statusdoc, workload
 from nodelab.local.session import PhaseResult
@@ -24,7 +23,9 @@ def encoded_histogram(values_ms: list[float]) -> str:
     return encoded.decode() if isinstance(encoded, bytes) else str(encoded)
 
 
-def canned_report(p50: float, p99: float, rps: float, verdict: str, concurrency: int) -> dict[str, Any]:
+def canned_report(
+    p50: float, p99: float, rps: float, verdict: str, concurrency: int
+) -> dict[str, Any]:
     return {
         "schemaVersion": 1,
         "generation": 1,
@@ -42,9 +43,14 @@ def canned_report(p50: float, p99: float, rps: float, verdict: str, concurrency:
         "errors": {"total": 0, "byKind": {}},
         "rps": rps,
         "latencyMillis": {
-            "min": p50 / 2, "p50": p50, "p90": p99 * 0.9, "p95": p99 * 0.95, "p99": p99,
-            "max": p99, "mean": p50,
-        },  # fmt: skip
+            "min": p50 / 2,
+            "p50": p50,
+            "p90": p99 * 0.9,
+            "p95": p99 * 0.95,
+            "p99": p99,
+            "max": p99,
+            "mean": p50,
+        },
         "serviceMillis": {"p50": 20.0, "mean": 20.0},
         "perNode": [],
         "calibration": None,
@@ -66,9 +72,13 @@ def canned_result(
     node = lab.spec.node
     concurrency = lab.spec.load.concurrency
     prediction = capacity.predict(
-        service_ms=22.0, cpu_ms=22.0, workers=node.workers, replicas=node.replicas,
-        concurrency=concurrency, cores=2,
-    )  # fmt: skip
+        service_ms=22.0,
+        cpu_ms=22.0,
+        workers=node.workers,
+        replicas=node.replicas,
+        concurrency=concurrency,
+        cores=2,
+    )
     return PhaseResult(
         source=str(PHASES / phase),
         lab=lab,

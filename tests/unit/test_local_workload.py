@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from nodelab import spec
 from nodelab.local import workload
 
@@ -68,9 +67,12 @@ def test_slo_scales_with_the_service_time(phase1: spec.NodeLab) -> None:
     factor = workload.slo_factor(plan, latency_ms=22.0, service_ms=20.0)
     expected = 22.0 / (2.0 + 20.0 * plan.work_ratio)
     assert factor == pytest.approx(expected)
-    assert workload.slo_factor(
-        workload.plan_workload(phase1, quick=False, mode="cpu"), latency_ms=900, service_ms=890
-    ) == 1.0
+    assert (
+        workload.slo_factor(
+            workload.plan_workload(phase1, quick=False, mode="cpu"), latency_ms=900, service_ms=890
+        )
+        == 1.0
+    )
 
 
 def test_fib_millis_extrapolates_past_the_timed_size() -> None:
