@@ -19,7 +19,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "load": ("loadgen.cli", "flood nodes with requests and report latency and throughput"),
     "run": ("nodelab.local.cli_run", "run one phase file on this machine (no cluster)"),
     "tour": ("nodelab.local.cli_tour", "run phases 1-4 on this machine: table and chart"),
-    "challenge": ("nodelab.local.cli_challenge", "the workshop's challenges, answered by measurement"),
+    "challenge": (
+        "nodelab.local.cli_challenge",
+        "the workshop's challenges, answered by measurement",
+    ),
     "operator": ("nodelab.operator_main", "run the kopf operator against the current kubeconfig"),
 }
 

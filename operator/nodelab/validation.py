@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import celpy
+import celpy.adapter
 import jsonschema
 
 __all__ = ["FieldError", "SpecInvalid", "apply_defaults", "validate_object"]
@@ -83,27 +84,31 @@ def _schema_errors(obj: dict[str, Any], schema: dict[str, Any]) -> Iterator[Fiel
     for error in sorted(validator.iter_errors(obj), key=lambda e: list(map(str, e.path))):
         where = _path(error.absolute_path)
         if error.validator == "additionalProperties":
-            extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+            declared = error.schema.get("properties", {}) if isinstance(error.schema, dict) else {}
+            extra = sorted(set(error.instance) - set(declared))
             for name in extra:
                 yield FieldError(_path([*error.absolute_path, name]), "unknown field")
         elif error.validator == "required":
             missing = error.message.split("'")[1]
             yield FieldError(_path([*error.absolute_path, missing]), "Required value")
         else:
-            yield FieldError(where or "<root>", f"Invalid value: {error.instance!r}: {_reason(error)}")
+            yield FieldError(
+                where or "<root>", f"Invalid value: {error.instance!r}: {_reason(error)}"
+            )
 
 
 def _reason(error: jsonschema.ValidationError) -> str:
-    value = error.validator_value
+    value: Any = error.validator_value
+    schema: dict[str, Any] = dict(error.schema) if isinstance(error.schema, dict) else {}
     match error.validator:
-        case "minimum" if error.schema.get("exclusiveMinimum") is True:
+        case "minimum" if schema.get("exclusiveMinimum") is True:
             return f"should be greater than {value}"
         case "minimum":
             return f"should be greater than or equal to {value}"
         case "maximum":
             return f"should be less than or equal to {value}"
         case "exclusiveMinimum":
-            return f"should be greater than {error.schema.get('minimum')}"
+            return f"should be greater than {schema.get('minimum')}"
         case "maxItems":
             return f"must have at most {value} items"
         case "maxLength":
@@ -137,7 +142,7 @@ def _cel_errors(obj: Any, schema: dict[str, Any], path: str) -> Iterator[FieldEr
 def _cel_holds(rule: str, value: Any) -> bool:
     env = celpy.Environment()
     program = env.program(env.compile(rule))
-    return bool(program.evaluate({"self": celpy.json_to_cel(value)}))
+    return bool(program.evaluate({"self": celpy.adapter.json_to_cel(value)}))
 
 
 def validate_object(obj: dict[str, Any], schema: dict[str, Any]) -> list[FieldError]:

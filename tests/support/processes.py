@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
@@ -44,7 +44,9 @@ class NodeProcess:
         return f"http://127.0.0.1:{self.port}"
 
 
-def wait_healthy(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0) -> None:
+def wait_healthy(
+    url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0
+) -> None:
     """Poll ``url``/health until it answers 200; fail early if ``proc`` exits first."""
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
@@ -85,16 +87,23 @@ def running_node(
     io_millis: int = 0,
     extra: Sequence[str] = (),
     port: int | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[NodeProcess]:
-    """Start ``python -m node_service`` on 127.0.0.1, wait until healthy, reap on exit."""
+    """Start ``python -m node_service`` on 127.0.0.1, wait until healthy, reap on exit.
+
+    ``env`` adds to (or overrides) this process's environment for the node.
+    """
     port = port or free_port()
+    # fmt: off
     args = [
         sys.executable, "-m", "node_service",
         "--host", "127.0.0.1", "--port", str(port), "--id", node_id,
         "--workers", str(workers), "--load-factor", str(load_factor),
         "--io-millis", str(io_millis), *extra,
     ]
-    proc = subprocess.Popen(args, start_new_session=True)
+    # fmt: on
+    proc_env = None if env is None else {**os.environ, **env}
+    proc = subprocess.Popen(args, start_new_session=True, env=proc_env)
     node = NodeProcess(proc=proc, port=port, node_id=node_id, args=args)
     try:
         wait_healthy(node.url, proc)
