@@ -1,0 +1,163 @@
+"""The FastAPI part of the node: ``/data``, ``/work`` and ``/metrics``, and uniform JSON errors.
+
+Every error body is ``{"error": ..., "field": ...}`` (plus the limit's figures where one was hit)
+and names the node and worker pid that answered, because with several workers "which process said
+that" is the first question.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, JsonValue, ValidationError
+from starlette.exceptions import HTTPException
+
+from node_service.metrics import CONTENT_TYPE_LATEST
+from node_service.settings import IO_MILLIS_MAX, LOAD_FACTOR_MAX
+from node_service.state import WorkerState
+from node_service.store import StoreError
+
+__all__ = ["DataItem", "build_api"]
+
+
+class DataItem(BaseModel):
+    """Body of ``POST /data``: any JSON value under a string key."""
+
+    key: str
+    value: JsonValue
+
+
+_WHERE = frozenset({"body", "query", "path", "header", "cookie"})
+
+
+def _field_of(loc: Sequence[Any]) -> str:
+    # ("key",) or ("body", "key") -> "key"; ("query", "loadFactor") -> "loadFactor". An empty
+    # location (a JSON syntax error) or a body of the wrong shape is the body's fault.
+    names = [part for part in loc if isinstance(part, str) and part not in _WHERE]
+    return names[-1] if names else "body"
+
+
+def _invalid(errors: Sequence[Any], identity: dict[str, JsonValue]) -> JSONResponse:
+    """422 naming the first offending field, with every error listed."""
+    detail: list[JsonValue] = [
+        {"field": _field_of(e.get("loc", ())), "msg": e.get("msg"), "type": e.get("type")}
+        for e in errors
+    ]
+    first = errors[0] if errors else {"msg": "invalid request"}
+    body = {"error": first.get("msg"), "field": _field_of(first.get("loc", ())), "detail": detail}
+    return JSONResponse({**body, **identity}, status_code=422)
+
+
+# POST /data reads its body itself (below), so the schema is declared for the docs by hand.
+_DATA_OPENAPI = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": DataItem.model_json_schema()}},
+    }
+}
+
+
+def build_api(state: WorkerState) -> FastAPI:
+    """The FastAPI app of one worker, its handlers bound to that worker's ``state``."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        state.metrics.worker_stopped()
+
+    api = FastAPI(title="NodeLab node", lifespan=lifespan)
+    store = state.store
+
+    @api.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return _invalid(exc.errors(), state.identity())
+
+    @api.exception_handler(HTTPException)
+    async def http_error(_: Request, exc: HTTPException) -> Response:
+        return JSONResponse(
+            {"error": exc.detail, **state.identity()},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    @api.post("/data", status_code=201, openapi_extra=_DATA_OPENAPI)
+    async def put_data(request: Request) -> JSONResponse:
+        """Store ``value`` under ``key`` in this worker's store."""
+        # Parsed here rather than by FastAPI: JSON is accepted whatever the Content-Type says
+        # (a bare `curl -d` sends a form type), identically on every FastAPI version.
+        try:
+            item = DataItem.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _invalid(exc.errors(), state.identity())
+        try:
+            result = store.put(item.key, item.value)
+        except StoreError as exc:
+            return JSONResponse({**exc.to_json(), **state.identity()}, status_code=exc.status)
+        state.metrics.store_keys.set(result.keys)
+        state.metrics.store_bytes.set(result.store_bytes)
+        body = {
+            "key": item.key,
+            **state.identity(),
+            "stored": True,
+            "replaced": result.replaced,
+            "bytes": result.entry_bytes,
+            "storeKeys": result.keys,
+            "storeBytes": result.store_bytes,
+        }
+        return JSONResponse(body, status_code=201)
+
+    @api.get("/data/{key}")
+    async def get_data(key: str) -> JSONResponse:
+        """The value under ``key`` in this worker's store, or 404 saying whose store was asked."""
+        try:
+            store.check_key(key)
+        except StoreError as exc:
+            return JSONResponse({**exc.to_json(), **state.identity()}, status_code=exc.status)
+        if key not in store:
+            workers = state.settings.workers
+            detail = (
+                "this worker has no such key; stores are per worker process "
+                f"({workers} workers on this node) and per node"
+                if workers > 1
+                else "this node has no such key; stores are per node"
+            )
+            body = {"error": "not found", "key": key, "detail": detail, **state.identity()}
+            return JSONResponse(body, status_code=404)
+        return JSONResponse({"key": key, "value": store.get(key), **state.identity()})
+
+    @api.get("/work")
+    async def work(
+        load_factor: Annotated[
+            int | None, Query(alias="loadFactor", ge=0, le=LOAD_FACTOR_MAX)
+        ] = None,
+        io_millis: Annotated[int | None, Query(alias="ioMillis", ge=0, le=IO_MILLIS_MAX)] = None,
+    ) -> JSONResponse:
+        """Compute fib(loadFactor) and wait ioMillis, one request at a time per worker."""
+        settings = state.settings
+        done = await state.work.run(
+            settings.load_factor if load_factor is None else load_factor,
+            settings.io_millis if io_millis is None else io_millis,
+        )
+        state.metrics.work_service.observe(done.service_millis / 1000)
+        state.metrics.work_queue.observe(done.queue_millis / 1000)
+        body = {
+            **state.identity(),
+            "loadFactor": done.load_factor,
+            "ioMillis": done.io_millis,
+            "serviceMillis": done.service_millis,
+            "queueMillis": done.queue_millis,
+            "result": done.result,
+        }
+        return JSONResponse(body)
+
+    @api.get("/metrics")
+    async def metrics() -> Response:
+        """Prometheus text exposition of the whole node."""
+        return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return api

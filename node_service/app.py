@@ -1,0 +1,33 @@
+"""Building the node's ASGI app: ``create_app(settings)``, and the factory uvicorn workers call."""
+
+from __future__ import annotations
+
+import os
+
+from node_service.api import build_api
+from node_service.front import ASGIApp, Front
+from node_service.metrics import MULTIPROC_ENV, NodeMetrics
+from node_service.settings import NodeSettings, settings_from_env
+from node_service.state import WorkerState
+from node_service.store import Store
+
+__all__ = ["create_app", "create_app_from_env"]
+
+
+def create_app(settings: NodeSettings, *, multiproc_dir: str | None = None) -> ASGIApp:
+    """The node's ASGI app for one worker process.
+
+    ``multiproc_dir`` is the Prometheus multiprocess directory shared by the node's workers, or
+    None for a single in-process registry.
+    """
+    state = WorkerState(
+        settings=settings,
+        metrics=NodeMetrics(multiproc_dir),
+        store=Store(settings.limits),
+    )
+    return Front(state, build_api(state))
+
+
+def create_app_from_env() -> ASGIApp:
+    """Uvicorn's factory (``node_service.app:create_app_from_env``): settings from environment."""
+    return create_app(settings_from_env(), multiproc_dir=os.environ.get(MULTIPROC_ENV))

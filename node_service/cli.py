@@ -1,0 +1,96 @@
+"""``nodelab node`` / ``python -m node_service``: parse settings once, then serve with uvicorn."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+
+from node_service.settings import NodeSettings, parse_settings, settings_to_env
+
+__all__ = ["APP_FACTORY", "main", "serve"]
+
+APP_FACTORY = "node_service.app:create_app_from_env"
+# Duplicated from node_service.metrics on purpose: importing that module imports prometheus_client,
+# which picks its value storage from this variable at import time, so it must be set first.
+_MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def _stop_signals_end_cleanly() -> Iterator[None]:
+    # After its graceful shutdown a single-process uvicorn re-raises the signal it caught, which
+    # under the default handler kills the process (exit -15, or a KeyboardInterrupt traceback).
+    # A no-op handler here makes a graceful stop exit 0, as it does with several workers.
+    stops = (signal.SIGTERM, signal.SIGINT)
+    saved = {sig: signal.signal(sig, lambda *_: None) for sig in stops}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+@contextlib.contextmanager
+def _environ(values: Mapping[str, str]) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, old in saved.items():
+            if old is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = old
+
+
+def serve(settings: NodeSettings) -> int:
+    """Run the node until SIGTERM/SIGINT; in-flight requests get ``graceful_timeout`` to finish."""
+    import uvicorn
+
+    env = settings_to_env(settings)
+    # A private directory for the workers' metric files, so one scrape sees the whole node.
+    # tempfile honours TMPDIR and falls back to /tmp: the writable emptyDir under Kubernetes'
+    # readOnlyRootFilesystem. Skipped only if prometheus_client is already loaded in this process
+    # (embedding), where its storage can no longer switch to files.
+    metrics_dir: str | None = None
+    if settings.workers > 1 or "prometheus_client" not in sys.modules:
+        metrics_dir = tempfile.mkdtemp(prefix="nodelab-metrics-")
+        env[_MULTIPROC_ENV] = metrics_dir
+    try:
+        with _environ(env), _stop_signals_end_cleanly():
+            uvicorn.run(
+                APP_FACTORY,
+                factory=True,
+                host=settings.host,
+                port=settings.port,
+                workers=settings.workers,
+                loop="uvloop",
+                http="httptools",
+                lifespan="on",
+                access_log=settings.access_log,
+                timeout_graceful_shutdown=settings.graceful_timeout,
+            )
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    """Entry point of ``nodelab node``; returns the exit code, never raises ``SystemExit``.
+
+    Bad flags or environment values print a message naming the flag and return 2; ``--help``
+    returns 0.
+    """
+    try:
+        return serve(parse_settings(argv))
+    except SystemExit as exc:  # argparse, and uvicorn when it cannot start, exit this way
+        if exc.code is None or isinstance(exc.code, int):
+            return exc.code or 0
+        print(exc.code, file=sys.stderr)
+        return 1

@@ -1,0 +1,245 @@
+"""The node's ASGI app in process, through ``httpx.ASGITransport``: shapes, errors, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from node_service.app import create_app
+from node_service.front import Front
+from node_service.settings import NodeSettings, StoreLimits
+
+LIMITS = StoreLimits(max_key_length=16, max_value_bytes=64, max_keys=3, max_store_bytes=180)
+
+
+@pytest.fixture
+def app() -> Front:
+    settings = NodeSettings(node_id="n1", workers=1, load_factor=15, limits=LIMITS)
+    front = create_app(settings)
+    assert isinstance(front, Front)
+    return front
+
+
+@pytest.fixture
+async def client(app: Front) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://node") as client:
+        yield client
+
+
+async def test_health_shape(client: httpx.AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert set(body) == {"status", "node", "pid", "workers", "uptimeSeconds", "inFlight"}
+    assert (body["status"], body["node"], body["pid"], body["workers"]) == (
+        "ok",
+        "n1",
+        os.getpid(),
+        1,
+    )
+    assert body["uptimeSeconds"] >= 0 and body["inFlight"] == 0
+
+
+async def test_health_escapes_the_node_id() -> None:
+    app = create_app(NodeSettings(node_id='we"ird\\id'))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as c:
+        assert (await c.get("/health")).json()["node"] == 'we"ird\\id'
+
+
+async def test_health_refuses_other_methods(client: httpx.AsyncClient) -> None:
+    assert (await client.post("/health")).status_code == 405
+
+
+async def test_data_round_trip(client: httpx.AsyncClient) -> None:
+    response = await client.post("/data", json={"key": "user_123", "value": "Alice"})
+    assert response.status_code == 201
+    stored = response.json()
+    assert (stored["key"], stored["node"], stored["pid"]) == ("user_123", "n1", os.getpid())
+    assert stored["replaced"] is False
+    response = await client.get("/data/user_123")
+    assert response.status_code == 200
+    assert response.json()["value"] == "Alice"
+    assert response.json()["node"] == "n1"
+
+
+async def test_data_accepts_json_whatever_the_content_type(client: httpx.AsyncClient) -> None:
+    headers = {"content-type": "application/x-www-form-urlencoded"}
+    body = b'{"key": "k", "value": [1, 2]}'
+    assert (await client.post("/data", content=body, headers=headers)).status_code == 201
+    assert (await client.get("/data/k")).json()["value"] == [1, 2]
+
+
+async def test_absent_key_is_404_json(client: httpx.AsyncClient) -> None:
+    response = await client.get("/data/nobody")
+    assert response.status_code == 404
+    body = response.json()
+    assert body["error"] == "not found" and body["key"] == "nobody"
+    assert "per node" in body["detail"]
+
+
+async def test_404_explains_per_worker_stores() -> None:
+    app = create_app(NodeSettings(workers=4))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as c:
+        detail = (await c.get("/data/x")).json()["detail"]
+    assert "this worker has no such key; stores are per worker process" in detail
+
+
+@pytest.mark.parametrize(
+    ("content", "field"),
+    [
+        (b'{"key": "k"', "body"),  # malformed JSON
+        (b"[1, 2]", "body"),  # not an object
+        (b'{"value": 1}', "key"),
+        (b'{"key": "k"}', "value"),
+        (b'{"key": 5, "value": 1}', "key"),
+        (b"", "body"),
+    ],
+)
+async def test_bad_bodies_are_422_naming_the_field(
+    client: httpx.AsyncClient, content: bytes, field: str
+) -> None:
+    response = await client.post(
+        "/data", content=content, headers={"content-type": "application/json"}
+    )
+    assert response.status_code == 422
+    body = response.json()
+    assert body["field"] == field
+    assert body["error"] and body["node"] == "n1"
+
+
+async def test_bad_key_is_422_naming_the_limit(client: httpx.AsyncClient) -> None:
+    response = await client.post("/data", json={"key": "x" * 17, "value": 1})
+    assert response.status_code == 422
+    assert (response.json()["field"], response.json()["limit"]) == ("key", "maxKeyLength")
+
+
+async def test_value_too_large_is_413(client: httpx.AsyncClient) -> None:
+    response = await client.post("/data", json={"key": "k", "value": "x" * 100})
+    assert response.status_code == 413
+    body = response.json()
+    assert (body["limit"], body["max"], body["field"]) == ("maxValueBytes", 64, "value")
+
+
+async def test_huge_body_is_413_without_being_parsed(client: httpx.AsyncClient) -> None:
+    response = await client.post("/data", content=b"x" * (LIMITS.max_body_bytes + 1))
+    assert response.status_code == 413
+    assert response.json()["limit"] == "maxBodyBytes"
+
+
+async def test_store_full_is_507_and_nothing_is_lost(client: httpx.AsyncClient) -> None:
+    for i in range(3):
+        assert (await client.post("/data", json={"key": f"k{i}", "value": i})).status_code == 201
+    response = await client.post("/data", json={"key": "k3", "value": 3})
+    assert response.status_code == 507
+    assert response.json()["limit"] == "maxKeys"
+    # Every kind of refusal, then check every stored value survived.
+    await client.post("/data", json={"key": "k0", "value": "x" * 100})
+    await client.post("/data", content=b"{broken", headers={"content-type": "application/json"})
+    await client.post("/data", json={"key": "k0"})
+    for i in range(3):
+        assert (await client.get(f"/data/k{i}")).json()["value"] == i
+    assert (await client.get("/data/k3")).status_code == 404
+
+
+async def test_store_bytes_full_is_507(client: httpx.AsyncClient) -> None:
+    big = "x" * 60  # 1 + 62 bytes per entry: two fit in 180, three do not
+    assert (await client.post("/data", json={"key": "a", "value": big})).status_code == 201
+    assert (await client.post("/data", json={"key": "b", "value": big})).status_code == 201
+    response = await client.post("/data", json={"key": "c", "value": big})
+    assert (response.status_code, response.json()["limit"]) == (507, "maxStoreBytes")
+    assert (await client.get("/data/a")).json()["value"] == big
+    assert (await client.get("/data/c")).status_code == 404
+    # Replacing a value counts the difference, not the sum.
+    response = await client.post("/data", json={"key": "a", "value": big + "yy"})
+    assert (response.status_code, response.json()["storeBytes"]) == (201, 63 + 65)
+
+
+async def test_work_answer_shape(client: httpx.AsyncClient) -> None:
+    response = await client.get("/work")
+    assert response.status_code == 200
+    body = response.json()
+    assert (body["node"], body["pid"], body["loadFactor"], body["ioMillis"]) == (
+        "n1",
+        os.getpid(),
+        15,
+        0,
+    )
+    assert body["result"] == 610
+    assert isinstance(body["serviceMillis"], float) and body["serviceMillis"] >= 0
+
+
+async def test_work_query_overrides(client: httpx.AsyncClient) -> None:
+    body = (await client.get("/work", params={"loadFactor": 10, "ioMillis": 20})).json()
+    assert (body["loadFactor"], body["ioMillis"], body["result"]) == (10, 20, 55)
+    assert body["serviceMillis"] >= 20 * 0.9  # the loop clock may wake a hair early
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"loadFactor": 41}, "loadFactor"),
+        ({"loadFactor": -1}, "loadFactor"),
+        ({"loadFactor": "x"}, "loadFactor"),
+        ({"ioMillis": 60_001}, "ioMillis"),
+    ],
+)
+async def test_work_bad_overrides_are_422(
+    client: httpx.AsyncClient, params: dict[str, int | str], field: str
+) -> None:
+    response = await client.get("/work", params=params)
+    assert response.status_code == 422
+    assert response.json()["field"] == field
+
+
+async def test_work_runs_one_at_a_time_per_worker(client: httpx.AsyncClient) -> None:
+    answers = await asyncio.gather(
+        *(client.get("/work", params={"ioMillis": 30, "loadFactor": 5}) for _ in range(3))
+    )
+    bodies = [a.json() for a in answers]
+    # Serialized: the waits add up, and each service time excludes the queueing before it.
+    assert max(b["queueMillis"] for b in bodies) >= 2 * 30 * 0.8
+    assert all(b["serviceMillis"] < 2 * 30 for b in bodies)
+
+
+async def test_health_answers_and_counts_in_flight_while_work_runs(
+    app: Front, client: httpx.AsyncClient
+) -> None:
+    work = asyncio.create_task(client.get("/work", params={"ioMillis": 5_000, "loadFactor": 1}))
+    while app.state.in_flight == 0:
+        await asyncio.sleep(0.001)
+    health = await client.get("/health")
+    assert health.json()["inFlight"] == 1
+    work.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await work
+
+
+async def test_metrics_text(client: httpx.AsyncClient) -> None:
+    await client.get("/health")
+    await client.post("/data", json={"key": "k", "value": 1})
+    await client.get("/data/k")
+    await client.get("/data/missing")
+    await client.get("/work", params={"loadFactor": 5})
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert 'nodelab_http_requests_total{path="/health",status="200"} 1.0' in text
+    assert 'nodelab_http_requests_total{path="/data/{key}",status="404"} 1.0' in text
+    assert 'nodelab_http_requests_total{path="/data",status="201"} 1.0' in text
+    assert 'nodelab_http_request_duration_seconds_bucket{le="+Inf",path="/work"} 1.0' in text
+    assert "nodelab_http_requests_in_flight 1.0" in text  # the scrape itself
+    assert "nodelab_work_service_seconds_count 1.0" in text
+    assert "nodelab_store_keys 1.0" in text
+
+
+async def test_unknown_path_is_404_json(client: httpx.AsyncClient) -> None:
+    response = await client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.json()["error"] == "Not Found"

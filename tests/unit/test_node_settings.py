@@ -1,0 +1,109 @@
+"""The node's flags and environment: one settings object, bad values exit 2 naming the flag."""
+
+from __future__ import annotations
+
+import pytest
+
+from node_service import cli
+from node_service.settings import (
+    NodeSettings,
+    parse_settings,
+    settings_from_env,
+    settings_to_env,
+)
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = parse_settings([], environ={})
+    assert (settings.host, settings.port, settings.node_id) == ("127.0.0.1", 5001, "1")
+    assert (settings.workers, settings.load_factor, settings.io_millis) == (1, 30, 0)
+    assert settings.access_log is False
+
+
+def test_workshop_flags() -> None:
+    argv = ["--port", "5001", "--id", "1", "--load-factor", "35", "--workers", "10"]
+    settings = parse_settings(argv, environ={})
+    assert (settings.port, settings.node_id, settings.load_factor, settings.workers) == (
+        5001,
+        "1",
+        35,
+        10,
+    )
+
+
+def test_environment_is_the_fallback_and_flags_win() -> None:
+    env = {"NODELAB_PORT": "6000", "NODELAB_NODE_ID": "pod-a", "NODELAB_WORKERS": "3"}
+    settings = parse_settings(["--workers", "4"], environ=env)
+    assert (settings.port, settings.node_id, settings.workers) == (6000, "pod-a", 4)
+
+
+def test_settings_are_frozen() -> None:
+    settings = parse_settings([], environ={})
+    with pytest.raises(AttributeError):
+        settings.port = 1  # type: ignore[misc]
+
+
+def test_round_trip_through_the_environment_of_a_worker() -> None:
+    argv = ["--port", "7000", "--id", "n-2", "--workers", "3", "--load-factor", "25"]
+    settings = parse_settings([*argv, "--io-millis", "5", "--max-keys", "7", "--access-log"], {})
+    assert settings_from_env(settings_to_env(settings)) == settings
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["--workers", "0"], "--workers"),
+        (["--workers", "many"], "--workers"),
+        (["--port", "70000"], "--port"),
+        (["--load-factor", "-1"], "--load-factor"),
+        (["--load-factor", "41"], "--load-factor"),
+        (["--io-millis", "x"], "--io-millis"),
+        (["--id", ""], "--id"),
+        (["--max-keys", "0"], "--max-keys"),
+        (["--graceful-timeout", "0"], "--graceful-timeout"),
+        (["--no-such-flag"], "--no-such-flag"),
+    ],
+)
+def test_bad_flags_exit_2_naming_the_flag(
+    argv: list[str], flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_settings(argv, environ={})
+    assert info.value.code == 2
+    assert flag in capsys.readouterr().err
+
+
+def test_bad_environment_names_flag_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        parse_settings([], environ={"NODELAB_LOAD_FACTOR": "abc"})
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--load-factor" in err and "NODELAB_LOAD_FACTOR" in err
+
+
+def test_main_returns_2_instead_of_raising(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def must_not_serve(_: NodeSettings) -> int:
+        raise AssertionError("a bad flag must not start a server")
+
+    monkeypatch.setattr(cli, "serve", must_not_serve)
+    assert cli.main(["--workers", "-3"]) == 2
+    assert "--workers" in capsys.readouterr().err
+
+
+def test_main_help_returns_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["--help"]) == 0
+    assert "nodelab node" in capsys.readouterr().out
+
+
+def test_main_serves_the_parsed_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[NodeSettings] = []
+
+    def fake_serve(settings: NodeSettings) -> int:
+        seen.append(settings)
+        return 0
+
+    monkeypatch.setattr(cli, "serve", fake_serve)
+    assert cli.main(["--port", "5009", "--id", "x"]) == 0
+    assert (seen[0].port, seen[0].node_id) == (5009, "x")
