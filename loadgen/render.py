@@ -1,0 +1,168 @@
+"""The terminal face of a run: a rich progress bar while it runs, tables when it is done."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console, Group
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+__all__ = ["RichProgress", "report_tables"]
+
+_VERDICT_STYLE = {"OK": "bold green", "Crashed": "bold red", "Errors": "bold yellow"}
+
+
+class RichProgress:
+    """A :class:`loadgen.runner.ProgressSink` drawing one bar per level on ``console``.
+
+    Updated from the engine's timer (a few times a second), never per request.
+    """
+
+    def __init__(self, console: Console) -> None:
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TaskProgressColumn(),
+            TextColumn("{task.fields[done]} requests"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            auto_refresh=False,
+        )
+        self._task: TaskID | None = None
+        self._by_time = False
+
+    def begin(self, label: str, total: int | None, duration_s: float | None) -> None:
+        """Show a bar for a level: by request count, or by seconds for a duration run."""
+        self._by_time = total is None and duration_s is not None
+        bar_total = duration_s if self._by_time else total
+        self._progress.start()
+        self._task = self._progress.add_task(label, total=bar_total, done=0)
+
+    def update(self, done: int, elapsed_s: float) -> None:
+        """Move the bar; called a few times a second."""
+        if self._task is None:
+            return
+        completed = elapsed_s if self._by_time else done
+        self._progress.update(self._task, completed=completed, done=done)
+        self._progress.refresh()
+
+    def end(self) -> None:
+        """Remove the bar."""
+        if self._task is not None:
+            self._progress.remove_task(self._task)
+            self._task = None
+        self._progress.stop()
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:,.2f}"
+    return str(value)
+
+
+def report_tables(report: dict[str, Any]) -> Group:
+    """The summary, per-node and (for a sweep) per-level tables of a report."""
+    latency = report["latencyMillis"]
+    errors = report["errors"]
+    verdict = report["verdict"]
+    summary = Table(title="Load report", show_header=False, title_justify="left")
+    summary.add_column("what", style="bold")
+    summary.add_column("value")
+    mode = report["mode"]
+    if mode == "open":
+        mode += f" ({_fmt(report['rate'])} req/s, latency from intended start)"
+    rows: list[tuple[str, str]] = [
+        ("mode", mode),
+        ("path", report["path"]),
+        ("targets", ", ".join(report["targets"])),
+        ("concurrency", f"{report['concurrency']} in {report['processes']} process(es)"),
+        ("duration", f"{report['durationSeconds']:.2f} s"),
+        ("requests", f"{report['requests']} ({report['successes']} ok)"),
+        (
+            "errors",
+            f"{errors['total']}"
+            + (
+                " (" + ", ".join(f"{k} {v}" for k, v in errors["byKind"].items()) + ")"
+                if errors["byKind"]
+                else ""
+            ),
+        ),
+        ("throughput", f"{_fmt(report['rps'])} req/s"),
+    ]
+    if report["serviceMillis"] is not None:
+        service = report["serviceMillis"]
+        rows.append(("service ms", f"p50 {_fmt(service['p50'])}  mean {_fmt(service['mean'])}"))
+    if report["calibration"] is not None:
+        calibration = report["calibration"]
+        rows.append(
+            (
+                "calibration",
+                f"{calibration['requests']} sequential: latency "
+                f"{_fmt(calibration['latencyMillis'])} ms, service "
+                f"{_fmt(calibration['serviceMillis'])} ms",
+            )
+        )
+    rows.append(("SLO", f"p99 <= {report['sloP99Millis']} ms"))
+    rows.append(("verdict", f"[{_VERDICT_STYLE[verdict]}]{verdict}[/]"))
+    for what, value in rows:
+        summary.add_row(what, value)
+
+    latency_table = Table(title="Latency (ms)", title_justify="left")
+    keys = ("min", "p50", "p90", "p95", "p99", "max", "mean")
+    for key in keys:
+        latency_table.add_column(key, justify="right")
+    latency_table.add_row(*(_fmt(latency[key]) for key in keys))
+
+    per_node = Table(title="Per node", title_justify="left")
+    for column in ("node", "target", "requests", "ok", "errors", "req/s", "p50 ms", "p99 ms"):
+        per_node.add_column(column, justify="left" if column in {"node", "target"} else "right")
+    per_node.add_column("max ms", justify="right")
+    for node in report["perNode"]:
+        node_latency = node["latencyMillis"]
+        per_node.add_row(
+            node["node"],
+            node["target"],
+            str(node["requests"]),
+            str(node["successes"]),
+            str(node["errors"]),
+            _fmt(node["rps"]),
+            _fmt(node_latency["p50"]),
+            _fmt(node_latency["p99"]),
+            _fmt(node_latency["max"]),
+        )
+    parts: list[Table] = [summary, latency_table, per_node]
+    if report["sweep"]:
+        sweep = Table(title="Sweep", title_justify="left")
+        for column in ("concurrency", "requests", "req/s", "p50 ms", "p99 ms", "verdict"):
+            sweep.add_column(column, justify="right")
+        for level in report["sweep"]:
+            style = _VERDICT_STYLE[level["verdict"]]
+            sweep.add_row(
+                str(level["concurrency"]),
+                str(level["requests"]),
+                _fmt(level["rps"]),
+                _fmt(level["p50Millis"]),
+                _fmt(level["p99Millis"]),
+                f"[{style}]{level['verdict']}[/]",
+            )
+        parts.append(sweep)
+        breaking = report["breakingConcurrency"]
+        note = Table.grid()
+        note.add_row(
+            f"breaking concurrency: {breaking}"
+            if breaking is not None
+            else "every level met the SLO"
+        )
+        parts.append(note)
+    return Group(*parts)
