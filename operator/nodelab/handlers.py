@@ -28,7 +28,15 @@ from nodelab import status as lab_status
 from nodelab.settings import OperatorSettings
 from nodelab.spec import NodeLab, parse_spec
 
-__all__ = ["apply_lab", "configure", "disconnect", "parse_lab", "progress_tick", "register"]
+__all__ = [
+    "apply_lab",
+    "configure",
+    "disconnect",
+    "login",
+    "parse_lab",
+    "progress_tick",
+    "register",
+]
 
 _RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
 # Conflicts and server trouble pass; a refused object (bad request, invalid) does not.
@@ -37,6 +45,7 @@ _PERMANENT_STATUSES = {400, 404, 422}
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
     """Register every handler in ``registry``; the timer's interval comes from ``settings``."""
+    kopf.on.login(registry=registry, id="login")(login)
     kopf.on.startup(registry=registry, id="configure")(configure)
     kopf.on.cleanup(registry=registry, id="disconnect")(disconnect)
     kopf.on.create(*_RESOURCE, registry=registry, id="apply-on-create")(apply_lab)
@@ -48,6 +57,14 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         registry=registry,
         id="progress",
     )(progress_tick)
+
+
+def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
+    """In-cluster service account if there is one, else the kubeconfig ($KUBECONFIG)."""
+    # A registry of our own gets none of kopf's default login handlers: name them here.
+    return kopf.login_with_service_account(settings=settings, **kwargs) or (
+        kopf.login_with_kubeconfig(settings=settings, **kwargs)
+    )
 
 
 def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
@@ -150,7 +167,7 @@ def apply_lab(
         return  # a resume of a generation already under way: the progress timer carries on
     for type_, state, reason, message in (
         (lab_status.SPEC_VALID, "True", "Valid", "spec accepted"),
-        (lab_status.AVAILABLE, "Unknown", "RollingOut", f"rolling out generation {generation}"),
+        (lab_status.AVAILABLE, "Unknown", "RolloutStarted", f"rolling out generation {generation}"),
         (
             lab_status.LOAD_COMPLETE,
             "Unknown",

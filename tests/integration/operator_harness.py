@@ -1,0 +1,303 @@
+"""Run the real kopf operator against kmock's emulated API server, and play the kubelet.
+
+Workarounds for the emulator (see ../../shared/DESIGN.md, "Facts about the test tools"):
+every resource is declared with its verbs (kopf watches only what discovery lists), including
+v1/namespaces; objects we create carry their own uid, resourceVersion and generation (the
+emulator assigns none, and kopf.adopt needs the owner's uid); the kubeconfig is passed both
+through $KUBECONFIG and ``KUBE_CONFIG_DEFAULT_LOCATION`` (the ``kubernetes`` client reads the
+variable at import); waits are ``await asyncio.sleep`` polls with a deadline, never
+``time.sleep``, because the emulator serves on the test's own event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import itertools
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import aiohttp
+import kmock
+import kopf
+import pytest
+import yaml
+from kmock._internal import dicts  # the emulator's own merge, to see what a patch changes
+from nodelab import k8s, operator_main
+from nodelab.settings import OperatorSettings
+
+__all__ = [
+    "LAB_PATH",
+    "NODELABS",
+    "ApiServer",
+    "Emulator",
+    "eventually",
+    "running_operator",
+]
+
+T = TypeVar("T")
+NODELABS = "lab.nodelab.dev/v1alpha1/nodelabs"
+LAB_PATH = "/apis/lab.nodelab.dev/v1alpha1/namespaces/{ns}/nodelabs"
+_ALL = {"list", "watch", "get", "create", "patch", "update", "delete"}
+RESOURCES: dict[str, kmock.ResourceInfo] = {
+    NODELABS: kmock.ResourceInfo(
+        kind="NodeLab", namespaced=True, verbs=_ALL, subresources={"status"}, shortnames={"nl"}
+    ),
+    "v1/namespaces": kmock.ResourceInfo(kind="Namespace", namespaced=False, verbs=_ALL),
+    "v1/events": kmock.ResourceInfo(kind="Event", namespaced=True, verbs=_ALL),
+    "v1/pods": kmock.ResourceInfo(kind="Pod", namespaced=True, verbs=_ALL),
+    "v1/services": kmock.ResourceInfo(kind="Service", namespaced=True, verbs=_ALL),
+    "v1/serviceaccounts": kmock.ResourceInfo(kind="ServiceAccount", namespaced=True, verbs=_ALL),
+    "apps/v1/deployments": kmock.ResourceInfo(kind="Deployment", namespaced=True, verbs=_ALL),
+    "batch/v1/jobs": kmock.ResourceInfo(kind="Job", namespaced=True, verbs=_ALL),
+    "rbac.authorization.k8s.io/v1/roles": kmock.ResourceInfo(
+        kind="Role", namespaced=True, verbs=_ALL
+    ),
+    "rbac.authorization.k8s.io/v1/rolebindings": kmock.ResourceInfo(
+        kind="RoleBinding", namespaced=True, verbs=_ALL
+    ),
+}
+_PATHS = {
+    "NodeLab": "/apis/lab.nodelab.dev/v1alpha1/namespaces/{ns}/nodelabs",
+    "Deployment": "/apis/apps/v1/namespaces/{ns}/deployments",
+    "Job": "/apis/batch/v1/namespaces/{ns}/jobs",
+    "Pod": "/api/v1/namespaces/{ns}/pods",
+}
+_versions = itertools.count(1000)
+
+
+class ApiServer(kmock.KubernetesEmulator):
+    """kmock's emulator plus the metadata the real API server maintains.
+
+    On create: ``uid``, ``resourceVersion``, ``generation`` 1 and a name from ``generateName``
+    (kopf posts Events that way). On a patch of the main resource that changes ``spec``:
+    ``generation`` + 1, as the API server does for every spec change.
+    """
+
+    async def _handle(self, request: Any) -> Any:
+        data = request.data
+        if request.resource is not None and isinstance(data, dict):
+            if request.action == kmock.action.CREATE:
+                meta = data.setdefault("metadata", {})
+                if not meta.get("name") and meta.get("generateName"):
+                    meta["name"] = f"{meta['generateName']}{uuid.uuid4().hex[:5]}"
+                meta.setdefault("uid", str(uuid.uuid4()))
+                meta.setdefault("generation", 1)
+                meta["resourceVersion"] = str(next(_versions))
+            elif request.action == kmock.action.UPDATE and request.name is not None:
+                self._bump(request, data)
+        return await super()._handle(request)
+
+    def _bump(self, request: Any, data: dict[str, Any]) -> None:
+        meta = data.setdefault("metadata", {})
+        meta["resourceVersion"] = str(next(_versions))
+        if request.subresource or "spec" not in data:
+            return
+        for (resource, namespace, name), obj in self.objects.items():
+            if (resource, namespace, name) != (request.resource, request.namespace, request.name):
+                continue
+            if obj.deleted:
+                return
+            old = obj.raw
+            merged = dicts.merge_patch_dict(old.get("spec") or {}, data["spec"] or {})
+            if merged != old.get("spec"):
+                meta["generation"] = int(old.get("metadata", {}).get("generation") or 1) + 1
+            return
+
+
+def _kubeconfig(server_url: str) -> dict[str, Any]:
+    """A kubeconfig with one context, ``kmock``, pointing at the emulator."""
+    context = {"cluster": "kmock", "user": "kmock", "namespace": "default"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": "kmock",
+        "clusters": [{"name": "kmock", "cluster": {"server": server_url}}],
+        "users": [{"name": "kmock", "user": {"token": "kmock"}}],
+        "contexts": [{"name": "kmock", "context": context}],
+    }
+
+
+async def eventually(
+    probe: Callable[[], T | None], what: str, timeout: float = 90.0, interval: float = 0.05
+) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``.
+
+    Generous by default: the machine is shared, and the shape of the answer matters, not speed.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+@dataclasses.dataclass
+class Emulator:
+    """The emulated API server plus the kubeconfig that points at it."""
+
+    server: kmock.KubernetesEmulator
+    kubeconfig: Path
+
+    @classmethod
+    def prepare(
+        cls, server: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> Emulator:
+        for key, info in RESOURCES.items():
+            server.resources[key] = info
+        url = str(server.url).rstrip("/")
+        kubeconfig = tmp_path / "kubeconfig"
+        kubeconfig.write_text(yaml.safe_dump(_kubeconfig(url)), encoding="utf-8")
+        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+        monkeypatch.setattr(
+            "kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
+        )
+        return cls(server=server, kubeconfig=kubeconfig)
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def get(self, resource: str, name: str, namespace: str = "default") -> dict[str, Any] | None:
+        """The current state of an object, or None if absent or deleted."""
+        for (res, ns, obj_name), obj in self.server.objects.items():
+            if res == resource and ns == namespace and obj_name == name and not obj.deleted:
+                raw: dict[str, Any] = obj.raw
+                return raw
+        return None
+
+    def names(self, resource: str, namespace: str = "default") -> list[str]:
+        """Names of the live objects of ``resource``."""
+        return sorted(
+            name
+            for (res, ns, name), obj in self.server.objects.items()
+            if res == resource and ns == namespace and not obj.deleted
+        )
+
+    def lab_status(self, name: str = "scaling-lab") -> dict[str, Any]:
+        """The NodeLab's status (empty if none yet)."""
+        status: dict[str, Any] = (self.get(NODELABS, name) or {}).get("status") or {}
+        return status
+
+    def condition(self, type_: str, name: str = "scaling-lab") -> dict[str, Any]:
+        """A condition of the NodeLab (empty if absent)."""
+        for condition in self.lab_status(name).get("conditions") or ():
+            if condition.get("type") == type_:
+                return dict(condition)
+        return {}
+
+    # --- writing (through HTTP, so kopf's watches see it) ----------------------------------
+
+    async def create(self, kind: str, body: dict[str, Any], namespace: str = "default") -> None:
+        """Create an object (the server adds uid, resourceVersion and generation)."""
+        metadata = body.setdefault("metadata", {})
+        metadata.setdefault("namespace", namespace)
+        metadata.setdefault("creationTimestamp", "2025-01-01T00:00:00Z")
+        await self._send("POST", _PATHS[kind].format(ns=namespace), json=body)
+
+    async def patch(
+        self, kind: str, name: str, body: dict[str, Any], namespace: str = "default"
+    ) -> None:
+        """Merge-patch an object, as kubectl or a controller would."""
+        path = f"{_PATHS[kind].format(ns=namespace)}/{name}"
+        await self._send(
+            "PATCH", path, json=body, headers={"Content-Type": "application/merge-patch+json"}
+        )
+
+    async def delete(self, kind: str, name: str, namespace: str = "default") -> None:
+        """Delete an object (the emulator keeps it while finalizers remain)."""
+        await self._send("DELETE", f"{_PATHS[kind].format(ns=namespace)}/{name}")
+
+    async def collect_garbage(self) -> list[str]:
+        """Play the garbage collector: delete objects whose owner no longer exists."""
+        live_uids = {
+            obj.raw.get("metadata", {}).get("uid")
+            for obj in self.server.objects.values()
+            if not obj.deleted
+        }
+        collected = []
+        for (resource, namespace, name), obj in list(self.server.objects.items()):
+            if obj.deleted:
+                continue
+            owners = obj.raw.get("metadata", {}).get("ownerReferences") or []
+            if owners and not any(owner.get("uid") in live_uids for owner in owners):
+                path = f"/apis/{resource.group}/{resource.version}" if resource.group else "/api/v1"
+                url = f"{path}/namespaces/{namespace}/{resource.plural}/{name}"
+                await self._send("DELETE", url)
+                collected.append(f"{resource.plural}/{name}")
+        return sorted(collected)
+
+    async def _send(self, method: str, path: str, **kwargs: Any) -> None:
+        # A connection per call: after an operator stops, a pooled keep-alive connection of
+        # kmock's own client session can hang forever instead of failing.
+        url = f"{str(self.server.url).rstrip('/')}{path}"
+        timeout = aiohttp.ClientTimeout(total=30)
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with (
+            aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
+            session.request(method, url, **kwargs) as response,
+        ):
+            assert response.status < 300, f"{method} {path}: {await response.text()}"
+
+    # --- the kubelet and the controllers, played by the test ---------------------------------
+
+    async def mark_deployment_ready(self, name: str = "scaling-lab-node") -> None:
+        """What the Deployment controller and the kubelets would report once every pod is up."""
+        deployment = self.get("apps/v1/deployments", name)
+        assert deployment is not None, f"no Deployment {name}"
+        replicas = deployment["spec"]["replicas"]
+        await self.patch("Deployment", name, {"status": {
+            "observedGeneration": deployment["metadata"].get("generation", 1),
+            "replicas": replicas, "updatedReplicas": replicas,
+            "readyReplicas": replicas, "availableReplicas": replicas,
+        }})  # fmt: skip
+
+    async def finish_job(self, name: str, *, succeeded: bool = True) -> None:
+        """What the Job controller reports when the load pod exits."""
+        if succeeded:
+            status = {"succeeded": 1, "completionTime": "2025-01-01T00:01:00Z",
+                      "conditions": [{"type": "Complete", "status": "True"}]}  # fmt: skip
+        else:
+            status = {"failed": 1, "conditions": [{
+                "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                "message": "Job has reached the specified backoff limit"}]}  # fmt: skip
+        await self.patch("Job", name, {"status": status})
+
+
+@contextlib.asynccontextmanager
+async def running_operator(
+    emulator: Emulator, settings: OperatorSettings
+) -> AsyncIterator[k8s.Cluster]:
+    """Run the operator in a task on this loop until the block ends; yield its API client."""
+    cluster = k8s.Cluster.connect(str(emulator.kubeconfig), timeout=30)
+    stop, ready = asyncio.Event(), asyncio.Event()
+    memo = kopf.Memo(cluster=cluster)
+    task = asyncio.create_task(
+        operator_main.run(settings, memo=memo, stop_flag=stop, ready_flag=ready)
+    )
+    try:
+        await _first(ready.wait(), task, timeout=60)
+        yield cluster
+    finally:
+        stop.set()
+        try:
+            await asyncio.wait_for(task, timeout=60)
+        finally:
+            cluster.close()
+
+
+async def _first(waiter: Awaitable[Any], task: asyncio.Task[None], timeout: float) -> None:
+    waiting = asyncio.ensure_future(waiter)
+    done, _ = await asyncio.wait({waiting, task}, timeout=timeout, return_when="FIRST_COMPLETED")
+    if task in done:
+        waiting.cancel()
+        task.result()  # raises what stopped the operator
+        pytest.fail("the operator exited before it was ready")
+    if waiting not in done:
+        waiting.cancel()
+        pytest.fail(f"the operator was not ready after {timeout}s")

@@ -1,0 +1,255 @@
+"""The real kopf operator against kmock's emulated Kubernetes API; the test plays the kubelet."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from pathlib import Path
+from typing import Any
+
+import kmock
+import pytest
+import yaml
+from nodelab.settings import OperatorSettings
+
+from loadgen import cli as loadgen_cli
+from tests.integration.operator_harness import (
+    NODELABS,
+    ApiServer,
+    Emulator,
+    eventually,
+    running_operator,
+)
+
+PHASE_1 = Path(__file__).parents[2] / "manifests" / "phases" / "phase-1-overwhelm.yaml"
+SETTINGS = OperatorSettings(reconcile_interval=0.3, report_grace_seconds=600)
+DEPLOYMENTS, JOBS, SERVICES = "apps/v1/deployments", "batch/v1/jobs", "v1/services"
+
+pytestmark = [
+    pytest.mark.kmock(cls=ApiServer),
+    pytest.mark.timeout(120),
+    # kopf closes its watch streams while the emulator's server is shutting down.
+    pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
+]
+
+
+def _phase_1() -> dict[str, Any]:
+    body: dict[str, Any] = yaml.safe_load(PHASE_1.read_text(encoding="utf-8"))
+    return copy.deepcopy(body)
+
+
+@pytest.fixture
+def emulator(
+    kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Emulator:
+    return Emulator.prepare(kmock, tmp_path, monkeypatch)
+
+
+def _command(job: dict[str, Any]) -> list[str]:
+    command: list[str] = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    return command
+
+
+def _container(obj: dict[str, Any]) -> dict[str, Any]:
+    container: dict[str, Any] = obj["spec"]["template"]["spec"]["containers"][0]
+    return container
+
+
+async def _create_lab(emulator: Emulator, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    lab = body or _phase_1()
+    await emulator.create("NodeLab", lab)
+    return lab
+
+
+async def test_create_deploys_then_loads(emulator: Emulator) -> None:
+    async with running_operator(emulator, SETTINGS) as cluster:
+        started = time.monotonic()
+        await _create_lab(emulator)
+        deployment = await eventually(
+            lambda: emulator.get(DEPLOYMENTS, "scaling-lab-node"), "the node Deployment"
+        )
+        assert deployment["spec"]["replicas"] == 1
+        assert _container(deployment)["command"][-6:] == [
+            "--workers", "1", "--load-factor", "35", "--io-millis", "0",
+        ]  # fmt: skip
+        assert _container(deployment)["resources"]["limits"]["cpu"] == "500m"
+        await eventually(
+            lambda: (
+                {"scaling-lab-node", "scaling-lab-node-headless"} <= set(emulator.names(SERVICES))
+            ),
+            "both Services",
+        )
+        assert emulator.get(SERVICES, "scaling-lab-node-headless")["spec"]["clusterIP"] == "None"  # type: ignore[index]
+        assert emulator.get("v1/serviceaccounts", "scaling-lab-loadgen") is not None
+        await eventually(lambda: emulator.lab_status().get("phase") == "Deploying", "Deploying")
+        available = await eventually(
+            lambda: (
+                emulator.condition("Available").get("reason") == "RollingOut"
+                and emulator.condition("Available")
+            ),
+            "Available=False explaining the rollout",
+        )
+        assert available["status"] == "False"
+        assert "waiting for the rollout of generation 1" in available["message"]
+        assert emulator.names(JOBS) == []  # no load before the rollout is ready
+
+        await emulator.mark_deployment_ready()
+        ready_at = time.monotonic()
+        job = await eventually(lambda: emulator.get(JOBS, "scaling-lab-load-g1"), "the load Job")
+        job_latency = time.monotonic() - ready_at
+        plan, options = loadgen_cli.parse(_command(job)[2:])
+        assert plan.targets == ("http://scaling-lab-node-headless.default.svc:8080",)
+        assert (plan.generation, plan.concurrency, plan.requests) == (1, 5, 20)
+        assert plan.expand_dns and options.report_to == "default/scaling-lab"
+        await eventually(lambda: emulator.lab_status().get("phase") == "Loading", "Loading")
+
+        # The load Job reports (as loadgen's --report-to does), then exits.
+        await emulator.patch("NodeLab", "scaling-lab", {"status": {"lastRun": _report(1)}})
+        await emulator.finish_job("scaling-lab-load-g1")
+        status = await eventually(
+            lambda: emulator.lab_status().get("phase") == "Completed" and emulator.lab_status(),
+            "Completed",
+        )
+        assert status["history"] == [{
+            "generation": 1, "finishedAt": "2025-01-01T00:00:59Z", "replicas": 1, "workers": 1,
+            "concurrency": 5, "p50Millis": 9000.0, "p99Millis": 14000.0, "rps": 0.4,
+            "verdict": "Crashed",
+        }]  # fmt: skip
+        assert status["lastRun"]["generation"] == 1  # the operator never touches lastRun
+        assert status["prediction"]["bottleneck"] == "cores"  # 1 worker on 0.5 CPU
+        assert emulator.condition("SLOMet")["reason"] == "LatencyAboveSLO"
+        assert emulator.condition("LoadComplete")["status"] == "True"
+
+        # Steady state: count the API calls of the progress timer over a few ticks.
+        before, tick_start = cluster.calls, time.monotonic()
+        await asyncio.sleep(SETTINGS.reconcile_interval * 5)  # measuring a rate, not waiting
+        per_second = (cluster.calls - before) / (time.monotonic() - tick_start)
+        per_tick = per_second * SETTINGS.reconcile_interval
+        print(
+            f"\nNodeLab create -> Job: {ready_at - started:.2f}s to Deployment ready + "
+            f"{job_latency:.2f}s to Job; steady state {per_tick:.1f} API calls per tick"
+        )
+        assert emulator.names(JOBS) == ["scaling-lab-load-g1"]
+
+
+async def test_change_workers_rolls_out_a_new_generation(emulator: Emulator) -> None:
+    async with running_operator(emulator, SETTINGS):
+        await _create_lab(emulator)
+        await eventually(lambda: emulator.get(DEPLOYMENTS, "scaling-lab-node"), "the Deployment")
+        await emulator.mark_deployment_ready()
+        await eventually(lambda: emulator.get(JOBS, "scaling-lab-load-g1"), "the load Job of g1")
+
+        # kubectl apply of phase 2 (workers 1 -> 2): the server bumps the generation to 2.
+        await emulator.patch("NodeLab", "scaling-lab", {"spec": {"node": {"workers": 2}}})
+        deployment = await eventually(
+            lambda: (
+                (d := emulator.get(DEPLOYMENTS, "scaling-lab-node"))
+                and "2" in _container(d)["command"][-5:-4]
+                and d
+            ),
+            "the Deployment with 2 workers",
+        )
+        assert _container(deployment)["resources"]["limits"]["cpu"] == "1"
+        assert deployment["metadata"]["labels"]["lab.nodelab.dev/generation"] == "2"
+        await emulator.mark_deployment_ready()
+        job = await eventually(lambda: emulator.get(JOBS, "scaling-lab-load-g2"), "the Job of g2")
+        assert loadgen_cli.parse(_command(job)[2:])[0].generation == 2
+        # The still-running Job of generation 1 is superseded and deleted.
+        await eventually(
+            lambda: emulator.names(JOBS) == ["scaling-lab-load-g2"], "only the Job of g2 left"
+        )
+        assert emulator.lab_status()["observedGeneration"] == 2
+
+
+async def test_restart_mid_run_creates_no_second_job(emulator: Emulator) -> None:
+    async with running_operator(emulator, SETTINGS):
+        await _create_lab(emulator)
+        await eventually(lambda: emulator.get(DEPLOYMENTS, "scaling-lab-node"), "the Deployment")
+        await emulator.mark_deployment_ready()
+        await eventually(lambda: emulator.get(JOBS, "scaling-lab-load-g1"), "the load Job")
+    # The operator is gone while the Job runs; a new one resumes.
+    async with running_operator(emulator, SETTINGS) as cluster:
+        await eventually(lambda: cluster.calls >= 12, "a few ticks of the new operator")
+        assert emulator.names(JOBS) == ["scaling-lab-load-g1"]
+        await emulator.patch("NodeLab", "scaling-lab", {"status": {"lastRun": _report(1)}})
+        await emulator.finish_job("scaling-lab-load-g1")
+        await eventually(lambda: emulator.lab_status().get("phase") == "Completed", "Completed")
+        assert len(emulator.lab_status()["history"]) == 1
+    creates = [
+        r for r in emulator.server
+        if r.action == kmock.action.CREATE and r.resource is not None
+        and r.resource.plural == "jobs"
+    ]  # fmt: skip
+    assert len(creates) == 1
+
+
+async def test_children_are_owned_and_collected(emulator: Emulator) -> None:
+    async with running_operator(emulator, SETTINGS):
+        await _create_lab(emulator)
+        stored = await eventually(lambda: emulator.get(NODELABS, "scaling-lab"), "the NodeLab")
+        await eventually(lambda: emulator.get(DEPLOYMENTS, "scaling-lab-node"), "the Deployment")
+        await emulator.mark_deployment_ready()
+        await eventually(lambda: emulator.get(JOBS, "scaling-lab-load-g1"), "the load Job")
+        children = [
+            (DEPLOYMENTS, "scaling-lab-node"),
+            (SERVICES, "scaling-lab-node"),
+            (SERVICES, "scaling-lab-node-headless"),
+            ("v1/serviceaccounts", "scaling-lab-loadgen"),
+            ("rbac.authorization.k8s.io/v1/roles", "scaling-lab-loadgen"),
+            ("rbac.authorization.k8s.io/v1/rolebindings", "scaling-lab-loadgen"),
+            (JOBS, "scaling-lab-load-g1"),
+        ]
+        for resource, name in children:
+            child = emulator.get(resource, name)
+            assert child is not None, f"{resource}/{name}"
+            assert child["metadata"]["ownerReferences"] == [{
+                "apiVersion": "lab.nodelab.dev/v1alpha1", "kind": "NodeLab",
+                "name": "scaling-lab", "uid": stored["metadata"]["uid"],
+                "controller": True, "blockOwnerDeletion": True,
+            }], f"{resource}/{name}"  # fmt: skip
+        await emulator.delete("NodeLab", "scaling-lab")
+        await eventually(lambda: emulator.get(NODELABS, "scaling-lab") is None, "the lab gone")
+    # The emulator has no garbage collector: play it, following the owner references.
+    collected = await emulator.collect_garbage()
+    assert len(collected) == len(children)
+    for resource, name in children:
+        assert emulator.get(resource, name) is None
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("workers", 0, "spec.node.workers: Invalid value: 0"),
+        ("cpuPerWorker", "lots", "spec.node.cpuPerWorker: Invalid value: 'lots'"),
+    ],
+)
+async def test_invalid_spec_names_the_field(
+    emulator: Emulator, field: str, value: Any, words: str
+) -> None:
+    lab = _phase_1()
+    lab["spec"]["node"][field] = value
+    async with running_operator(emulator, SETTINGS):
+        await _create_lab(emulator, lab)
+        condition = await eventually(
+            lambda: (
+                emulator.condition("SpecValid").get("status") == "False"
+                and emulator.condition("SpecValid")
+            ),
+            "SpecValid=False",
+        )
+        assert condition["reason"] == "InvalidSpec"
+        assert words in condition["message"]
+        assert emulator.lab_status()["phase"] == "Failed"
+        assert emulator.get(DEPLOYMENTS, "scaling-lab-node") is None
+
+
+def _report(generation: int) -> dict[str, Any]:
+    return {
+        "schemaVersion": 1, "generation": generation, "finishedAt": "2025-01-01T00:00:59Z",
+        "mode": "closed", "concurrency": 5, "requests": 20, "successes": 20, "rps": 0.4,
+        "errors": {"total": 0, "byKind": {}}, "sloP99Millis": 5000, "verdict": "Crashed",
+        "latencyMillis": {"p50": 9000.0, "p99": 14000.0},
+        "calibration": {"requests": 3, "serviceMillis": 2700.0, "latencyMillis": 2710.0},
+        "breakingConcurrency": None,
+    }  # fmt: skip
