@@ -175,6 +175,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="target every address each host resolves to (the pods of a headless Service)",
     )  # fmt: skip
     parser.add_argument(
+        "--fresh-connections", action="store_true",
+        help="open a new connection per request (spreads the load over a node's workers); "
+        "default: keep-alive",
+    )  # fmt: skip
+    parser.add_argument(
         "--deadline", dest="deadline_s", type=_positive_number, metavar="S",
         help="cut each run (sweep level) short after S seconds; default derived from the "
         "stop condition and the timeout",
@@ -208,6 +213,7 @@ def parse(argv: Sequence[str]) -> tuple[LoadPlan, CliOptions]:
             calibrate=args.calibrate,
             generation=args.generation,
             expand_dns=args.expand_dns,
+            fresh_connections=args.fresh_connections,
             deadline_s=args.deadline_s,
         )
     except PlanError as exc:
@@ -251,6 +257,8 @@ def build_argv(
         argv += ["--generation", str(plan.generation)]
     if plan.expand_dns:
         argv.append("--expand-dns")
+    if plan.fresh_connections:
+        argv.append("--fresh-connections")
     if plan.deadline_s is not None:
         argv += ["--deadline", _number(plan.deadline_s)]
     if json_path is not None:

@@ -59,6 +59,10 @@ class LoadPlan:
     calibrate: int = 0
     generation: int | None = None
     expand_dns: bool = False
+    # A new connection per request, as the workshop's client makes: a node's uvicorn workers
+    # share one listening socket, so each request gets its own chance to meet an idle worker
+    # instead of riding a keep-alive connection that one busy worker accepted for good.
+    fresh_connections: bool = False
     # Overall bound on one run (one sweep level); None derives it from the stop condition.
     deadline_s: float | None = field(default=None)
 

@@ -21,9 +21,13 @@ __all__ = ["open_session", "run_level", "run_sync"]
 T = TypeVar("T")
 
 
-def open_session(concurrency: int, timeout_s: float) -> aiohttp.ClientSession:
-    """A keep-alive session whose pool holds one connection per concurrent client."""
-    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, ttl_dns_cache=300)
+def open_session(
+    concurrency: int, timeout_s: float, *, fresh_connections: bool = False
+) -> aiohttp.ClientSession:
+    """A session with one connection per concurrent client: kept alive, or new per request."""
+    connector = aiohttp.TCPConnector(
+        limit=concurrency, limit_per_host=0, ttl_dns_cache=300, force_close=fresh_connections
+    )
     return aiohttp.ClientSession(
         connector=connector,
         timeout=aiohttp.ClientTimeout(total=timeout_s),
@@ -40,7 +44,9 @@ async def run_level(
     on_progress: ProgressCallback | None = None,
 ) -> RunResult:
     """Run one level of ``plan`` in this process over a fresh session."""
-    async with open_session(plan.concurrency, plan.timeout_s) as session:
+    async with open_session(
+        plan.concurrency, plan.timeout_s, fresh_connections=plan.fresh_connections
+    ) as session:
         return await run_plan(plan, session, shard=shard, on_progress=on_progress)
 
 

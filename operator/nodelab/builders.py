@@ -207,6 +207,7 @@ def build_load_plan(lab: NodeLab, settings: OperatorSettings) -> LoadPlan:
         calibrate=settings.calibrate_requests,
         generation=lab.generation,
         expand_dns=True,
+        fresh_connections=True,
     )
 
 

@@ -124,6 +124,7 @@ def test_load_job(lab: spec.NodeLab) -> None:
     plan, options = loadgen_cli.parse(argv)
     assert plan.targets == ("http://scaling-lab-node-headless.default.svc:8080",)
     assert plan.expand_dns is True
+    assert plan.fresh_connections is True  # spreads requests over a pod's uvicorn workers
     assert plan.generation == lab.generation
     assert plan.calibrate == 3
     assert plan.concurrency == lab.spec.load.concurrency

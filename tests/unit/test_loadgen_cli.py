@@ -22,7 +22,7 @@ def test_every_flag_reaches_the_plan() -> None:
             "--target", "http://127.0.0.1:5002", "--target", "http://127.0.0.1:5003/",
             "--duration", "2.5", "--rate", "40", "--path", "/health", "--timeout", "3",
             "--processes", "2", "--slo-p99-ms", "250", "--calibrate", "3",
-            "--generation", "4", "--expand-dns", "--deadline", "60",
+            "--generation", "4", "--expand-dns", "--fresh-connections", "--deadline", "60",
             "--json", "-", "--report-to", "labs/scaling-lab", "--quiet",
         ]
     )  # fmt: skip
@@ -38,6 +38,7 @@ def test_every_flag_reaches_the_plan() -> None:
         calibrate=3,
         generation=4,
         expand_dns=True,
+        fresh_connections=True,
         deadline_s=60.0,
     )
     assert options == CliOptions(json_path="-", report_to="labs/scaling-lab", quiet=True)
@@ -119,6 +120,7 @@ PLANS = [
         calibrate=3,
         generation=7,
         expand_dns=True,
+        fresh_connections=True,
         deadline_s=600.0,
         timeout_s=120,
     ),

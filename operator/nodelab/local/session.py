@@ -139,6 +139,7 @@ def run_phase(
         slo_p99_ms=slo_ms,
         sweep=load.sweep or None,
         generation=generation if generation is not None else lab.generation,
+        fresh_connections=True,  # as the Job's load does (nodelab.builders.build_load_plan)
     )
     report = runner.run(plan, progress=reporter)
     report["calibration"] = calibration.to_report()
