@@ -1,6 +1,8 @@
 """``--report-to NAMESPACE/NAME``: write the report into a NodeLab's ``status.lastRun``.
 
-A JSON merge patch on the status subresource, through the ``kubernetes`` client, retried
+A JSON Patch on the status subresource that replaces ``lastRun`` whole (a merge patch would
+keep keys of an earlier run's maps, such as ``errors.byKind``, that this run does not have),
+through the ``kubernetes`` client, retried
 with capped exponential backoff on conflicts, throttling, server errors and broken
 connections, for a bounded number of attempts. The retry loop is pure: it takes any object
 with ``patch_namespaced_custom_object_status`` and a ``sleep`` function.
@@ -27,13 +29,14 @@ __all__ = [
     "kubernetes_api",
     "parse_report_to",
     "patch_status",
+    "report_patch",
     "send_report",
 ]
 
 GROUP = "lab.nodelab.dev"
 VERSION = "v1alpha1"
 PLURAL = "nodelabs"
-MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,11 @@ def backoff_delays(
     return delays
 
 
+def report_patch(report: dict[str, Any]) -> list[dict[str, Any]]:
+    """The JSON Patch that makes ``report`` the NodeLab's ``status.lastRun``, replacing any."""
+    return [{"op": "add", "path": "/status/lastRun", "value": report}]
+
+
 def patch_status(
     api: StatusApi,
     namespace: str,
@@ -108,7 +116,7 @@ def patch_status(
     delays: list[float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
-    """Merge-patch ``{"status": {"lastRun": report}}``; return the attempts it took.
+    """Write ``report`` as ``status.lastRun`` (:func:`report_patch`); return the attempts taken.
 
     Retries only what :func:`is_retryable` allows; raises :class:`ReportError` on a final
     or non-retryable failure (a missing NodeLab, missing RBAC, a rejected body).
@@ -116,7 +124,7 @@ def patch_status(
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     waits = delays if delays is not None else backoff_delays(attempts, jitter=0.2)
-    body = {"status": {"lastRun": report}}
+    body = report_patch(report)
     for attempt in range(1, attempts + 1):
         try:
             api.patch_namespaced_custom_object_status(
@@ -126,7 +134,7 @@ def patch_status(
                 PLURAL,
                 name,
                 body,
-                _content_type=MERGE_PATCH,
+                _content_type=JSON_PATCH,
                 _request_timeout=30,
             )
             return attempt
@@ -145,6 +153,9 @@ def patch_status(
 def _describe(exc: BaseException) -> str:
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", None)
+    if status == 422:
+        # The patch adds to /status: a NodeLab the operator has never reconciled has none.
+        return f"HTTP 422 {reason or ''} (does the NodeLab have a status yet?)".replace("  ", " ")
     if status:
         return f"HTTP {status} {reason or ''}".strip()
     return f"{type(exc).__name__}: {exc}"

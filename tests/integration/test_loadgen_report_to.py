@@ -72,7 +72,7 @@ async def fake_api(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIter
         if api.failures:
             code = api.failures.pop(0)
             return _status(code, "Conflict" if code == 409 else "ServiceUnavailable")
-        return web.json_response({"apiVersion": "lab.nodelab.dev/v1alpha1", **body})
+        return web.json_response({"apiVersion": "lab.nodelab.dev/v1alpha1", "status": {}})
 
     async def work(request: web.Request) -> web.Response:
         return web.json_response({"node": "fake", "serviceMillis": 0.1})
@@ -103,9 +103,10 @@ async def test_report_lands_in_status_last_run_after_a_conflict(fake_api: FakeAp
     assert await asyncio.to_thread(main, argv) == 0
     assert len(fake_api.patches) == 2  # the conflict, then the retry
     content_type, body = fake_api.patches[-1]
-    assert content_type == "application/merge-patch+json"
-    assert list(body) == ["status"] and list(body["status"]) == ["lastRun"]
-    report = body["status"]["lastRun"]
+    assert content_type == "application/json-patch+json"
+    (operation,) = body
+    assert (operation["op"], operation["path"]) == ("add", "/status/lastRun")
+    report = operation["value"]
     jsonschema.validate(report, REPORT_SCHEMA)
     assert (report["successes"], report["generation"]) == (5, 2)
     assert report["perNode"][0]["node"] == "fake"

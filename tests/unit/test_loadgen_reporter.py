@@ -1,4 +1,4 @@
-"""--report-to: merge-patching the report into a NodeLab's status, with bounded retries."""
+"""--report-to: patching the report into a NodeLab's status, with bounded retries."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ class FakeApi:
         outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is not None:
             raise outcome
-        return {"status": {"lastRun": args[5]["status"]["lastRun"]}}
+        return {"status": {"lastRun": args[5][0]["value"]}}
 
 
 class Sleeps(list[float]):
@@ -42,13 +42,14 @@ class Sleeps(list[float]):
         self.append(seconds)
 
 
-def test_one_merge_patch_on_the_status_subresource() -> None:
+def test_one_json_patch_replaces_last_run_on_the_status_subresource() -> None:
     api = FakeApi([None])
     assert patch_status(api, "labs", "scaling-lab", REPORT, sleep=Sleeps()) == 1
     (args, kwargs) = api.calls[0]
-    assert args == (GROUP, VERSION, "labs", PLURAL, "scaling-lab", {"status": {"lastRun": REPORT}})
+    replace = [{"op": "add", "path": "/status/lastRun", "value": REPORT}]
+    assert args == (GROUP, VERSION, "labs", PLURAL, "scaling-lab", replace)
     assert (GROUP, VERSION, PLURAL) == ("lab.nodelab.dev", "v1alpha1", "nodelabs")
-    assert kwargs["_content_type"] == "application/merge-patch+json"
+    assert kwargs["_content_type"] == "application/json-patch+json"
     assert kwargs["_request_timeout"] > 0
 
 
