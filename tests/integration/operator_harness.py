@@ -75,9 +75,18 @@ class ApiServer(kmock.KubernetesEmulator):
     On create: ``uid``, ``resourceVersion``, ``generation`` 1 and a name from ``generateName``
     (kopf posts Events that way). On a patch of the main resource that changes ``spec``:
     ``generation`` + 1, as the API server does for every spec change.
+
+    ``request_log_limit`` bounds kmock's request log: kmock matches every request against its
+    whole log, so a long, busy run (the operator bench) slows down quadratically without it.
+    Tests keep the whole log (None) to assert on it.
     """
 
+    request_log_limit: int | None = None
+
     async def _handle(self, request: Any) -> Any:
+        limit = self.request_log_limit
+        if limit is not None and len(self._requests) > 2 * limit:
+            del self._requests[:-limit]
         data = request.data
         if request.resource is not None and isinstance(data, dict):
             if request.action == kmock.action.CREATE:
@@ -178,6 +187,17 @@ class Emulator:
             for (res, ns, name), obj in self.server.objects.items()
             if res == resource and ns == namespace and not obj.deleted
         )
+
+    def live(self, namespace: str = "default") -> set[tuple[str, str]]:
+        """(resource, name) of every live object, e.g. ``("apps/v1/deployments", "x-node")``.
+
+        One pass over the emulator's objects, for probes that ask about many at once.
+        """
+        return {
+            ("/".join(part for part in (res.group, res.version, res.plural) if part), name)
+            for (res, ns, name), obj in self.server.objects.items()
+            if ns == namespace and not obj.deleted
+        }
 
     def lab_status(self, name: str = "scaling-lab") -> dict[str, Any]:
         """The NodeLab's status (empty if none yet)."""
