@@ -140,7 +140,7 @@ def decide(
     elif job is None:
         if ready:
             create_job = True
-            phase = status.LOADING
+            phase = status.READY
             condition(
                 status.LOAD_COMPLETE, "Unknown", "LoadStarted", f"load Job {job_name} created"
             )
@@ -174,6 +174,15 @@ def decide(
                 "Unknown",
                 "WaitingForReport",
                 f"load Job {job_name} finished; waiting for its report",
+            )
+        elif int((job.get("status") or {}).get("active") or 0) == 0:
+            # Nodes ready, Job created, its pod not yet started (scheduling, image pull).
+            phase = status.READY
+            condition(
+                status.LOAD_COMPLETE,
+                "Unknown",
+                "LoadPending",
+                f"load Job {job_name} created; its pod has not started yet",
             )
         else:
             phase = status.LOADING

@@ -302,9 +302,14 @@ def test_waiting_for_rollout_says_why() -> None:
 
 def test_ready_rollout_creates_the_job_once() -> None:
     decision = _decide({}, progress.Observation(_deployment()))
-    assert decision.create_job and decision.status["phase"] == "Loading"
-    running = _decide(decision.status, progress.Observation(_deployment(), jobs=[_job(2)]))
-    assert not running.create_job and running.status.get("phase", "Loading") == "Loading"
+    assert decision.create_job and decision.status["phase"] == "Ready"
+    pending = _decide(decision.status, progress.Observation(_deployment(), jobs=[_job(2)]))
+    assert not pending.create_job and pending.status.get("phase", "Ready") == "Ready"
+    load = status.find_condition(pending.status.get("conditions"), "LoadComplete") or {}
+    assert load.get("reason") == "LoadPending"
+    observed = progress.Observation(_deployment(), jobs=[_job(2, active=1)])
+    running = _decide({**decision.status, **pending.status}, observed)
+    assert not running.create_job and running.status["phase"] == "Loading"
 
 
 def test_completed_run_adds_history_and_prediction() -> None:
