@@ -72,7 +72,8 @@ class Cluster:
                 client_configuration=configuration
             )
             return cls(kubernetes.client.ApiClient(configuration), timeout=timeout)
-        path = config_file or os.environ.get("KUBECONFIG", "").split(os.pathsep)[0] or None
+        # The whole $KUBECONFIG: the client merges a path list as kubectl (and kopf) do.
+        path = config_file or os.environ.get("KUBECONFIG") or None
         client = kubernetes.config.new_client_from_config(  # type: ignore[no-untyped-call]
             config_file=path
         )
