@@ -3,10 +3,15 @@
 Run each under the same uvicorn settings as the node, for example::
 
     uvicorn bench.targets:starlette_app --factory --loop uvloop --http httptools --no-access-log
+
+``sleep_app`` is the latency row's target: ``/work`` with an exact, known service time, one
+request at a time (a FIFO single server, as the node's worker lock makes it).
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
@@ -17,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-__all__ = ["health_body", "raw_asgi_app", "starlette_app"]
+__all__ = ["SERVICE_MS_ENV", "health_body", "raw_asgi_app", "sleep_app", "starlette_app"]
 
 _STARTED = time.time()
 
@@ -50,9 +55,14 @@ def starlette_app() -> Starlette:
     return Starlette(routes=[Route("/health", health)])
 
 
+async def _send_json(send: Callable[[Message], Awaitable[None]], status: int, body: bytes) -> None:
+    headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
 def raw_asgi_app() -> ASGIApp:
     """Raw ASGI: the floor any Python framework's overhead is measured from (uvicorn factory)."""
-    import json
 
     async def app(
         scope: Scope,
@@ -61,9 +71,60 @@ def raw_asgi_app() -> ASGIApp:
     ) -> None:
         if scope["type"] != "http":
             return
-        body = json.dumps(health_body(), separators=(",", ":")).encode()
-        headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await _send_json(send, 200, json.dumps(health_body(), separators=(",", ":")).encode())
+
+    return app
+
+
+SERVICE_MS_ENV = "NODELAB_BENCH_SERVICE_MS"
+# uvloop's timers tick in whole milliseconds: sleep to this close to the deadline, then yield to
+# the event loop until it passes, so every service time is exact to a few microseconds.
+_SPIN_S = 0.002
+
+
+def sleep_app() -> ASGIApp:
+    """``GET /work``: a FIFO single server whose service time is exactly
+    ``$NODELAB_BENCH_SERVICE_MS`` ms (default 50) of waiting; answers ``serviceMillis`` and
+    ``queueMillis`` as the node does. ``GET /health`` answers at once (uvicorn factory).
+
+    One request at a time by arithmetic, not by a lock: each service starts when its request
+    arrives or when the previous one is scheduled to end, whichever is later, and ends exactly
+    S later. A lock would add the event loop's hand-off between requests (a serial fraction of
+    a millisecond) to every service, so the server would no longer be the model it stands for.
+    """
+    service_s = float(os.environ.get(SERVICE_MS_ENV, "50")) / 1000.0
+    perf_counter = time.perf_counter
+    free_at = 0.0  # when the service of the last request taken ends, on the schedule
+
+    async def serve() -> bytes:
+        nonlocal free_at
+        arrived = perf_counter()
+        started = max(arrived, free_at)
+        deadline = free_at = started + service_s
+        coarse = deadline - _SPIN_S - perf_counter()
+        if coarse > 0:
+            await asyncio.sleep(coarse)
+        while perf_counter() < deadline:
+            await asyncio.sleep(0)
+        finished = perf_counter()
+        return b'{"node":"sleep","serviceMillis":%.3f,"queueMillis":%.3f}' % (
+            (finished - started) * 1000.0,
+            (started - arrived) * 1000.0,
+        )
+
+    async def app(
+        scope: Scope,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        if scope["type"] != "http":
+            return
+        if scope["path"] == "/work":
+            status, body = 200, await serve()
+        elif scope["path"] == "/health":
+            status, body = 200, json.dumps(health_body(), separators=(",", ":")).encode()
+        else:
+            status, body = 404, b'{"error":"not found"}'
+        await _send_json(send, status, body)
 
     return app
