@@ -212,7 +212,8 @@ class Fleet:
             new = range(spec.replicas)
         for index in new:
             check_port_free(self.settings.host, self.settings.base_port + index)
-        self.say(f"starting {self._describe(spec)} on {self.settings.host}")
+        added = f"replica(s) {new.start}-{new.stop - 1} of " if new.start else ""
+        self.say(f"starting {added}{self._describe(spec)} on {self.settings.host}")
         started = [self._start(spec, index) for index in new]
         self.nodes.extend(started)
         self.spec = spec
