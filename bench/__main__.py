@@ -1,8 +1,8 @@
 """``python -m bench [--quick] [--json FILE] [--rows 1,2,3,4,5]``: run the rows, print one table.
 
 Exit codes: 0 when every row was measured (misses are results, not failures), 1 when a row
-broke (its line says why), 2 on bad flags, 130 when interrupted. Every process a row starts is
-reaped before the next row begins, also on Ctrl-C or SIGTERM.
+broke (its line says why), 2 on bad flags, 130 when interrupted (143 on SIGTERM). Every process
+a row starts is reaped before the next row begins, also on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ CPU per request is the difference between the long and the short run over the di
 their requests, so interpreter start-up, imports and per-run work (sessions, the load report)
 cancel out, and nothing of the server or the bench is counted. ``wait4`` also gives each probe
 process's whole CPU, kept in the JSON. Rounds alternate which client of the compared pair runs
-first; each round gives a ratio, the row shows their median.
+first; the row compares each client's best run (bench/README.md, "Best runs").
 """
 
 from __future__ import annotations

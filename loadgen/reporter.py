@@ -37,6 +37,7 @@ GROUP = "lab.nodelab.dev"
 VERSION = "v1alpha1"
 PLURAL = "nodelabs"
 JSON_PATCH = "application/json-patch+json"
+MERGE_PATCH = "application/merge-patch+json"
 
 log = logging.getLogger(__name__)
 
@@ -124,7 +125,8 @@ def patch_status(
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
     waits = delays if delays is not None else backoff_delays(attempts, jitter=0.2)
-    body = report_patch(report)
+    body: Any = report_patch(report)
+    content_type = JSON_PATCH
     for attempt in range(1, attempts + 1):
         try:
             api.patch_namespaced_custom_object_status(
@@ -134,11 +136,17 @@ def patch_status(
                 PLURAL,
                 name,
                 body,
-                _content_type=JSON_PATCH,
+                _content_type=content_type,
                 _request_timeout=30,
             )
             return attempt
         except Exception as exc:
+            if getattr(exc, "status", None) == 422 and content_type == JSON_PATCH:
+                # No status to add to (a NodeLab the operator has not reconciled yet): a merge
+                # patch creates it, and there is no earlier run whose keys could survive.
+                body, content_type = {"status": {"lastRun": report}}, MERGE_PATCH
+                if attempt < attempts:
+                    continue
             if not is_retryable(exc) or attempt == attempts:
                 raise ReportError(
                     f"could not patch {PLURAL}/{name} in {namespace} status "
@@ -153,9 +161,6 @@ def patch_status(
 def _describe(exc: BaseException) -> str:
     status = getattr(exc, "status", None)
     reason = getattr(exc, "reason", None)
-    if status == 422:
-        # The patch adds to /status: a NodeLab the operator has never reconciled has none.
-        return f"HTTP 422 {reason or ''} (does the NodeLab have a status yet?)".replace("  ", " ")
     if status:
         return f"HTTP {status} {reason or ''}".strip()
     return f"{type(exc).__name__}: {exc}"

@@ -175,7 +175,7 @@ def decide(
                 "WaitingForReport",
                 f"load Job {job_name} finished; waiting for its report",
             )
-        elif int((job.get("status") or {}).get("active") or 0) == 0:
+        elif not status.load_pod_running(job):
             # Nodes ready, Job created, its pod not yet started (scheduling, image pull).
             phase = status.READY
             condition(

@@ -30,6 +30,7 @@ __all__ = [
     "find_condition",
     "history_row",
     "job_state",
+    "load_pod_running",
     "merge_history",
     "now_rfc3339",
     "prediction",
@@ -293,6 +294,12 @@ class JobState:
     reason: str = ""
     message: str = ""
     finished_at: str | None = None
+
+
+def load_pod_running(job: Mapping[str, Any]) -> bool:
+    """Whether a load Job's pod runs: ``status.ready`` counts running pods, while ``active``
+    also counts pods still being scheduled or pulling their image."""
+    return int((job.get("status") or {}).get("ready") or 0) > 0
 
 
 def job_state(job: Mapping[str, Any]) -> JobState:

@@ -1,6 +1,6 @@
 """Run the real kopf operator against kmock's emulated API server, and play the kubelet.
 
-Workarounds for the emulator (see ../../shared/DESIGN.md, "Facts about the test tools"):
+Workarounds for the emulator (docs/operator.md, "How it is tested without a cluster"):
 every resource is declared with its verbs (kopf watches only what discovery lists), including
 v1/namespaces; objects we create carry their own uid, resourceVersion and generation (the
 emulator assigns none, and kopf.adopt needs the owner's uid); the kubeconfig is passed both

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -114,13 +115,14 @@ async def test_operator_nodes_and_load_end_completed_with_measured_latencies(
             sys.executable, "-m", "loadgen", *argv,
             env={**os.environ, "KUBECONFIG": str(emulator.kubeconfig)},
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            start_new_session=True,
         )  # fmt: skip
         try:
             _, err = await asyncio.wait_for(load.communicate(), timeout=120)
         finally:
             if load.returncode is None:  # timed out or cancelled: never leave it running
                 with contextlib.suppress(ProcessLookupError):
-                    load.kill()
+                    os.killpg(load.pid, signal.SIGKILL)
                 await load.wait()
         assert load.returncode == 0, err.decode()
         await emulator.finish_job("flow-lab-load-g1")

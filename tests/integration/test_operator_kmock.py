@@ -103,8 +103,8 @@ async def test_create_deploys_then_loads(emulator: Emulator) -> None:
         assert (plan.generation, plan.concurrency, plan.requests) == (1, 5, 20)
         assert plan.expand_dns and options.report_to == "default/scaling-lab"
         await eventually(lambda: emulator.lab_status().get("phase") == "Ready", "Ready")
-        # The Job controller starts the load pod.
-        await emulator.patch("Job", "scaling-lab-load-g1", {"status": {"active": 1}})
+        # The Job controller creates the load pod (active), then the kubelet runs it (ready).
+        await emulator.patch("Job", "scaling-lab-load-g1", {"status": {"active": 1, "ready": 1}})
         await eventually(lambda: emulator.lab_status().get("phase") == "Loading", "Loading")
 
         # The load Job reports (as loadgen's --report-to does), then exits.

@@ -34,7 +34,8 @@ class FakeApi:
         outcome = self.outcomes.pop(0) if self.outcomes else None
         if outcome is not None:
             raise outcome
-        return {"status": {"lastRun": args[5][0]["value"]}}
+        body = args[5]
+        return {"status": {"lastRun": body[0]["value"] if isinstance(body, list) else body}}
 
 
 class Sleeps(list[float]):
@@ -75,7 +76,24 @@ def test_transient_failures_are_retried_with_backoff(transient: BaseException) -
     assert len(api.calls) == 3
 
 
-@pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
+def test_a_lab_without_status_gets_a_merge_patch() -> None:
+    api = FakeApi([ApiException(status=422, reason="Unprocessable Entity")])
+    assert patch_status(api, "labs", "lab", REPORT, sleep=Sleeps()) == 2
+    (_, first), (args, second) = api.calls
+    assert first["_content_type"] == "application/json-patch+json"
+    assert args[5] == {"status": {"lastRun": REPORT}}
+    assert second["_content_type"] == "application/merge-patch+json"
+
+
+def test_a_body_refused_by_both_patches_fails() -> None:
+    refused = ApiException(status=422, reason="Unprocessable Entity")
+    api = FakeApi([refused, refused])
+    with pytest.raises(ReportError, match="HTTP 422"):
+        patch_status(api, "labs", "lab", REPORT, sleep=Sleeps())
+    assert len(api.calls) == 2
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404])
 def test_permanent_failures_are_not_retried(status: int) -> None:
     api = FakeApi([ApiException(status=status, reason="No")])
     sleeps = Sleeps()

@@ -307,7 +307,9 @@ def test_ready_rollout_creates_the_job_once() -> None:
     assert not pending.create_job and pending.status.get("phase", "Ready") == "Ready"
     load = status.find_condition(pending.status.get("conditions"), "LoadComplete") or {}
     assert load.get("reason") == "LoadPending"
-    observed = progress.Observation(_deployment(), jobs=[_job(2, active=1)])
+    scheduling = progress.Observation(_deployment(), jobs=[_job(2, active=1, ready=0)])
+    assert _decide({**decision.status, **pending.status}, scheduling).status == {}
+    observed = progress.Observation(_deployment(), jobs=[_job(2, active=1, ready=1)])
     running = _decide({**decision.status, **pending.status}, observed)
     assert not running.create_job and running.status["phase"] == "Loading"
 

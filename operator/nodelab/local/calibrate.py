@@ -51,6 +51,7 @@ def calibrate(targets: Sequence[str], *, path: str, requests: int, timeout_s: fl
         concurrency=1,
         requests=requests,
         timeout_s=timeout_s,
+        fresh_connections=True,  # as the load that follows, and as the Job calibrates
     )
     entry = loadgen_report.calibration_entry(runner.run_one_level(plan))
     latency = entry.get("latencyMillis")

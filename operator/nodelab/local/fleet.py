@@ -192,7 +192,7 @@ class Fleet:
         if current is not None and replace(current, replicas=spec.replicas) == spec:
             self.check_alive()
             if spec.replicas == current.replicas:
-                self.say(f"nodes unchanged: reusing {self._describe(spec)}")
+                self.say(f"nodes unchanged: reusing {self._describe(spec, range(spec.replicas))}")
                 return
             if spec.replicas < current.replicas:
                 self.say(f"scaling in to {spec.replicas} replicas")
@@ -212,8 +212,7 @@ class Fleet:
             new = range(spec.replicas)
         for index in new:
             check_port_free(self.settings.host, self.settings.base_port + index)
-        added = f"replica(s) {new.start}-{new.stop - 1} of " if new.start else ""
-        self.say(f"starting {added}{self._describe(spec)} on {self.settings.host}")
+        self.say(f"starting {self._describe(spec, new)} on {self.settings.host}")
         started = [self._start(spec, index) for index in new]
         self.nodes.extend(started)
         self.spec = spec
@@ -223,15 +222,15 @@ class Fleet:
         )
         self._wait_healthy(started, spec.workers, timeout)
 
-    def _describe(self, spec: FleetSpec) -> str:
-        ports = f"{self.settings.base_port}" + (
-            f"-{self.settings.base_port + spec.replicas - 1}" if spec.replicas > 1 else ""
-        )
+    def _describe(self, spec: FleetSpec, indexes: range) -> str:
+        first = self.settings.base_port + indexes.start
+        last = self.settings.base_port + indexes.stop - 1
+        ports = f"{first}" + (f"-{last}" if last > first else "")
         work = f"fib({spec.load_factor})" if spec.load_factor else "no CPU work"
         if spec.io_millis:
             work += f" + {spec.io_millis} ms wait"
         return (
-            f"{spec.replicas} replica(s) x {spec.workers} worker(s) "
+            f"{len(indexes)} replica(s) x {spec.workers} worker(s) "
             f"(ports {ports}, {work} per request)"
         )
 
