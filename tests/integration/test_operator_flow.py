@@ -105,6 +105,9 @@ async def test_operator_nodes_and_load_end_completed_with_measured_latencies(
         command = job["spec"]["template"]["spec"]["containers"][0]["command"]
         assert command[:2] == ["nodelab", "load"]
         plan, options = loadgen_cli.parse(command[2:])
+        # An earlier run's report with an error kind this run will not have: it must not survive.
+        stale = {"generation": 0, "errors": {"total": 7, "byKind": {"timeout": 7}}}
+        await emulator.patch("NodeLab", "flow-lab", {"status": {"lastRun": stale}})
         assert options.report_to == "default/flow-lab"
         # The headless Service would resolve to the pods; here they are loopback ports.
         local_plan = dataclasses.replace(
@@ -133,7 +136,7 @@ async def test_operator_nodes_and_load_end_completed_with_measured_latencies(
         )
     last = status["lastRun"]
     assert last["generation"] == 1 and last["requests"] == REQUESTS
-    assert last["successes"] == REQUESTS and last["errors"]["total"] == 0
+    assert last["successes"] == REQUESTS and last["errors"] == {"total": 0, "byKind": {}}
     # Real latencies: each request waited at least its 30 ms of simulated I/O.
     assert 30 <= last["latencyMillis"]["p50"] <= last["latencyMillis"]["p99"]
     assert sorted(row["node"] for row in last["perNode"]) == ["flow-lab-node-0", "flow-lab-node-1"]
