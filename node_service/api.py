@@ -137,7 +137,7 @@ def build_api(state: WorkerState) -> FastAPI:
         ] = None,
         io_millis: Annotated[int | None, Query(alias="ioMillis", ge=0, le=IO_MILLIS_MAX)] = None,
     ) -> JSONResponse:
-        """Compute fib(loadFactor) and wait ioMillis, one request at a time per worker."""
+        """Compute fib(loadFactor) and wait ioMillis, when one of the node's workers is free."""
         settings = state.settings
         done = await state.work.run(
             settings.load_factor if load_factor is None else load_factor,

@@ -7,27 +7,40 @@ import os
 from node_service.api import build_api
 from node_service.front import ASGIApp, Front
 from node_service.metrics import MULTIPROC_ENV, NodeMetrics
+from node_service.permits import PERMITS_ENV, NodePermits
 from node_service.settings import NodeSettings, settings_from_env
 from node_service.state import WorkerState
 from node_service.store import Store
+from node_service.work import WorkRunner
 
 __all__ = ["create_app", "create_app_from_env"]
 
 
-def create_app(settings: NodeSettings, *, multiproc_dir: str | None = None) -> ASGIApp:
+def create_app(
+    settings: NodeSettings,
+    *,
+    multiproc_dir: str | None = None,
+    permits_socket: str | None = None,
+) -> ASGIApp:
     """The node's ASGI app for one worker process.
 
     ``multiproc_dir`` is the Prometheus multiprocess directory shared by the node's workers, or
-    None for a single in-process registry.
+    None for a single in-process registry; ``permits_socket`` the node's permit desk shared by
+    its workers, or None for one worker.
     """
     state = WorkerState(
         settings=settings,
         metrics=NodeMetrics(multiproc_dir),
         store=Store(settings.limits),
+        work=WorkRunner(NodePermits(permits_socket) if permits_socket else None),
     )
     return Front(state, build_api(state))
 
 
 def create_app_from_env() -> ASGIApp:
     """Uvicorn's factory (``node_service.app:create_app_from_env``): settings from environment."""
-    return create_app(settings_from_env(), multiproc_dir=os.environ.get(MULTIPROC_ENV))
+    return create_app(
+        settings_from_env(),
+        multiproc_dir=os.environ.get(MULTIPROC_ENV),
+        permits_socket=os.environ.get(PERMITS_ENV),
+    )

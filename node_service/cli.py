@@ -10,6 +10,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 
+from node_service.permits import PERMITS_ENV, PermitDesk
 from node_service.settings import NodeSettings, parse_settings, settings_to_env
 
 __all__ = ["APP_FACTORY", "main", "serve"]
@@ -61,6 +62,13 @@ def serve(settings: NodeSettings) -> int:
     if settings.workers > 1 or "prometheus_client" not in sys.modules:
         metrics_dir = tempfile.mkdtemp(prefix="nodelab-metrics-")
         env[_MULTIPROC_ENV] = metrics_dir
+    # Several workers take their turns from one desk in this process (node_service.permits).
+    desk: PermitDesk | None = None
+    if settings.workers > 1:
+        permits_dir = tempfile.mkdtemp(prefix="nodelab-permits-")
+        desk = PermitDesk(os.path.join(permits_dir, "desk.sock"), settings.workers)
+        desk.start()
+        env[PERMITS_ENV] = desk.path
     try:
         with _environ(env), _stop_signals_end_cleanly():
             uvicorn.run(
@@ -76,6 +84,9 @@ def serve(settings: NodeSettings) -> int:
                 timeout_graceful_shutdown=settings.graceful_timeout,
             )
     finally:
+        if desk is not None:
+            desk.stop()
+            shutil.rmtree(os.path.dirname(desk.path), ignore_errors=True)
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0

@@ -23,7 +23,7 @@ class WorkerState:
     settings: NodeSettings
     metrics: NodeMetrics
     store: Store
-    work: WorkRunner = field(default_factory=WorkRunner)
+    work: WorkRunner
     pid: int = field(default_factory=os.getpid)
     in_flight: int = 0
 

@@ -65,6 +65,26 @@ async def test_burst_queues_on_one_worker() -> None:
     assert len({b["pid"] for b in bodies}) == 1
 
 
+async def test_workers_of_a_node_serve_a_burst_together_in_arrival_order() -> None:
+    workers, burst, io_millis = 4, 8, 300
+    with running_node(workers=workers, load_factor=0, io_millis=io_millis) as node:
+        # One keep-alive connection per request, opened however the kernel spreads them: the
+        # node still serves `workers` requests at once, never more, and queues the rest.
+        limits = httpx.Limits(max_connections=burst)
+        async with httpx.AsyncClient(timeout=60, limits=limits) as client:
+            bodies = [
+                response.json()
+                for _, response in await asyncio.gather(
+                    *(timed_get(client, f"{node.url}/work") for _ in range(burst))
+                )
+            ]
+    queued = sorted(b["queueMillis"] for b in bodies)
+    # The first `workers` requests start at once; the others wait about one service time.
+    assert all(q < io_millis * 0.5 for q in queued[:workers]), queued
+    assert all(q > io_millis * 0.6 for q in queued[workers:]), queued
+    assert all(b["serviceMillis"] > io_millis * 0.9 for b in bodies)
+
+
 async def test_health_answers_while_the_worker_computes() -> None:
     with running_node(workers=1, load_factor=CPU_LOAD) as node:
         async with httpx.AsyncClient(timeout=60) as client:
