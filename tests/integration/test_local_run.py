@@ -27,7 +27,7 @@ from nodelab.local.progress import Reporter
 from nodelab.local.session import PhaseResult, run_phase
 from nodelab.local.settings import LocalSettings
 
-from tests.support.processes import free_port
+from tests.support.processes import free_base_port
 
 PHASES = Path(__file__).resolve().parents[2] / "manifests" / "phases"
 RPS_TOLERANCE = 0.35
@@ -52,12 +52,8 @@ def lab_document(
 
 
 def base_port() -> int:
-    """A base port whose next few ports were free a moment ago."""
-    for _ in range(20):
-        port = free_port()
-        if port < 60000:
-            return port
-    raise RuntimeError("no free port range")
+    """A base port for a fleet of up to 4 replicas (free, below the ephemeral range)."""
+    return free_base_port(4)
 
 
 @pytest.fixture

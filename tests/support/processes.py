@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -19,15 +20,42 @@ from dataclasses import dataclass, field
 
 import httpx
 
-__all__ = ["NodeProcess", "free_port", "reap", "running_node", "wait_healthy"]
+__all__ = ["NodeProcess", "free_base_port", "free_port", "reap", "running_node", "wait_healthy"]
+
+
+def _ephemeral_ports() -> range:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as handle:
+            low, high = (int(part) for part in handle.read().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
+def free_base_port(count: int = 4) -> int:
+    """A base port whose ``count`` ports are free now, below the kernel's ephemeral range.
+
+    Ports under the ephemeral range are never handed to outgoing connections, so nothing else a
+    test does (HTTP clients, the emulated API) can take one between this check and the bind.
+    """
+    top = _ephemeral_ports().start - count
+    bottom = 20000 if top > 21000 else 1024  # unprivileged ports under an unusually low range
+    for _ in range(200):
+        base = random.randrange(bottom, top)
+        try:
+            for port in range(base, base + count):
+                with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                    sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base
+    raise RuntimeError("no free range of ports below the ephemeral range")
 
 
 def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+    """A TCP port on 127.0.0.1 that is free now and that no outgoing connection will take."""
+    return free_base_port(1)
 
 
 @dataclass

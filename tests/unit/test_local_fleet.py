@@ -13,7 +13,7 @@ from nodelab.local.fleet import Fleet, FleetError, FleetSpec, PortInUse, check_p
 from nodelab.local.progress import Reporter
 from nodelab.local.settings import LocalSettings
 
-from tests.support.processes import free_port
+from tests.support.processes import free_base_port
 
 SPEC = FleetSpec(lab="lab", replicas=2, workers=1, load_factor=0, io_millis=0)
 
@@ -45,7 +45,7 @@ def fake_python(tmp_path: Path, body: str) -> str:
 def settings(tmp_path: Path, body: str, **overrides: object) -> LocalSettings:
     values: dict[str, object] = {
         "python": fake_python(tmp_path, body),
-        "base_port": free_port(),
+        "base_port": free_base_port(),
         "health_timeout_s": 1.5,
         "health_timeout_per_process_s": 0.0,
         "grace_s": 2.0,
