@@ -27,7 +27,7 @@ from nodelab.local.progress import Reporter
 from nodelab.local.session import PhaseResult, run_phase
 from nodelab.local.settings import LocalSettings
 
-from tests.support.processes import free_base_port
+from tests.support.processes import free_base_port, record_registered
 
 PHASES = Path(__file__).resolve().parents[2] / "manifests" / "phases"
 RPS_TOLERANCE = 0.35
@@ -59,14 +59,7 @@ def base_port() -> int:
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Every node process group the runtime starts; asserted empty after each test."""
-    seen: list[subprocess.Popen[bytes]] = []
-    register = procs.register
-
-    def spy(proc: subprocess.Popen[bytes]) -> None:
-        seen.append(proc)
-        register(proc)
-
-    monkeypatch.setattr(procs, "register", spy)
+    seen = record_registered(monkeypatch)
     yield seen
     leftovers = {proc.pid: procs.alive_in_group(proc.pid) for proc in seen}
     for proc in seen:

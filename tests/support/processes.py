@@ -19,6 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import httpx
+import pytest
 
 __all__ = ["NodeProcess", "free_base_port", "free_port", "reap", "running_node", "wait_healthy"]
 
@@ -138,3 +139,21 @@ def running_node(
         yield node
     finally:
         reap(proc)
+
+
+def record_registered(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
+    """Make the local runtime's ``procs.register`` also record each process it starts.
+
+    Tests reap what the returned list holds at teardown, so nothing outlives a failed test.
+    """
+    from nodelab.local import procs
+
+    seen: list[subprocess.Popen[bytes]] = []
+    register = procs.register
+
+    def spy(proc: subprocess.Popen[bytes]) -> None:
+        seen.append(proc)
+        register(proc)
+
+    monkeypatch.setattr(procs, "register", spy)
+    return seen

@@ -13,7 +13,7 @@ from nodelab.local.fleet import Fleet, FleetError, FleetSpec, PortInUse, check_p
 from nodelab.local.progress import Reporter
 from nodelab.local.settings import LocalSettings
 
-from tests.support.processes import free_base_port
+from tests.support.processes import free_base_port, record_registered
 
 SPEC = FleetSpec(lab="lab", replicas=2, workers=1, load_factor=0, io_millis=0)
 
@@ -21,14 +21,7 @@ SPEC = FleetSpec(lab="lab", replicas=2, workers=1, load_factor=0, io_millis=0)
 @pytest.fixture
 def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen[bytes]]]:
     """Every process the fleet registers, to check afterwards that its group is gone."""
-    seen: list[subprocess.Popen[bytes]] = []
-    register = procs.register
-
-    def spy(proc: subprocess.Popen[bytes]) -> None:
-        seen.append(proc)
-        register(proc)
-
-    monkeypatch.setattr(procs, "register", spy)
+    seen = record_registered(monkeypatch)
     yield seen
     for proc in seen:  # never leave anything behind, even when an assertion failed
         procs.reap(proc, grace_s=2)
