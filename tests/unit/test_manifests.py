@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import kopf
 import kubernetes_validate
 import pytest
 import yaml
@@ -44,6 +45,7 @@ OPERATOR_RULES: Rules = {
     ("", "namespaces"): frozenset({"list", "watch"}),
     ("lab.nodelab.dev", "nodelabs"): frozenset({"get", "list", "watch", "patch"}),
     ("lab.nodelab.dev", "nodelabs/status"): frozenset({"get", "patch"}),
+    ("lab.nodelab.dev", "nodelabs/finalizers"): frozenset({"update"}),
     ("apps", "deployments"): frozenset({"get", "create", "patch"}),
     ("", "services"): frozenset({"create", "patch"}),
     ("", "serviceaccounts"): frozenset({"create", "patch"}),
@@ -388,7 +390,11 @@ def test_operator_cluster_role_grants_exactly_what_the_operator_uses() -> None:
     assert granted == OPERATOR_RULES
     # No verb that escalates: the operator holds what its per-lab Roles grant instead.
     every_verb = set().union(*granted.values())
-    assert not every_verb & {"escalate", "bind", "impersonate", "deletecollection", "update"}
+    assert not every_verb & {"escalate", "bind", "impersonate", "deletecollection"}
+    # `update` only where blockOwnerDeletion needs it, never on an object itself.
+    assert {key for key, verbs in granted.items() if "update" in verbs} == {
+        ("lab.nodelab.dev", "nodelabs/finalizers")
+    }
     assert not ({"secrets"} & {resource for _, resource in granted})
 
 
@@ -536,6 +542,23 @@ def test_every_kind_the_operator_creates_is_granted_create() -> None:
         group = obj["apiVersion"].rpartition("/")[0]
         resource = obj["kind"].lower() + "s"
         assert "create" in granted.get((group, resource), frozenset()), (group, resource)
+
+
+def test_the_operator_may_block_the_deletion_of_its_nodelabs() -> None:
+    # kopf.adopt sets blockOwnerDeletion on every child. Where the admission plugin
+    # OwnerReferencesPermissionEnforcement runs (OpenShift, many hardened clusters), setting it
+    # needs `update` on the owner's finalizers subresource, or every create is refused (403).
+    children = _built(PHASES / "phase-1-overwhelm.yaml")
+    owner = {
+        "apiVersion": crd.api_version(),
+        "kind": crd.KIND,
+        "metadata": {"name": "scaling-lab", "namespace": "default", "uid": "uid-1"},
+    }
+    kopf.adopt(children, owner=owner)
+    references = [ref for child in children for ref in child["metadata"]["ownerReferences"]]
+    assert references and all(ref["blockOwnerDeletion"] for ref in references)
+    granted = _rules(_one("ClusterRole"))
+    assert "update" in granted.get((crd.GROUP, f"{crd.PLURAL}/finalizers"), frozenset())
 
 
 def _selector_resource(selector: Any) -> tuple[str | None, str]:
