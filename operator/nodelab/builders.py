@@ -11,7 +11,7 @@ from typing import Any
 
 from loadgen import cli as loadgen_cli
 from loadgen.plan import LoadPlan
-from nodelab import crd, names, quantity
+from nodelab import crd, names, quantity, validation
 from nodelab.settings import OperatorSettings
 from nodelab.spec import NodeLab
 
@@ -27,6 +27,7 @@ __all__ = [
     "build_loadgen_role_binding",
     "build_loadgen_service_account",
     "build_service",
+    "policy_errors",
     "target_url",
 ]
 
@@ -36,6 +37,25 @@ PORT_NAME = "http"
 
 def _meta(name: str, lab: NodeLab, labels: dict[str, str]) -> dict[str, Any]:
     return {"name": name, "namespace": lab.namespace, "labels": dict(labels)}
+
+
+def policy_errors(lab: NodeLab, settings: OperatorSettings) -> list[validation.FieldError]:
+    """What the operator refuses to build for ``lab`` although the CRD accepts it.
+
+    ``spec.node.image`` must be the operator's own image or one of ``allowed_images``: a node
+    pod runs whatever image it names, with the permissions of the lab's namespace.
+    """
+    image = lab.spec.node.image
+    allowed = (settings.image, *settings.allowed_images)
+    if image is None or image in allowed:
+        return []
+    return [
+        validation.FieldError(
+            "spec.node.image",
+            f"Forbidden: {image!r} is not an image this operator runs; allowed: "
+            f"{', '.join(allowed)} (the operator's NODELAB_ALLOWED_IMAGES adds more)",
+        )
+    ]
 
 
 def _pod_security() -> dict[str, Any]:

@@ -92,9 +92,16 @@ def disconnect(memo: kopf.Memo, **_: Any) -> None:
 
 
 def parse_lab(
-    name: str, namespace: str, meta: Mapping[str, Any], body_spec: Mapping[str, Any]
+    name: str,
+    namespace: str,
+    meta: Mapping[str, Any],
+    body_spec: Mapping[str, Any],
+    settings: OperatorSettings,
 ) -> NodeLab:
-    """The typed lab of a NodeLab resource; raises ``validation.SpecInvalid`` naming the field."""
+    """The typed lab of a NodeLab resource; raises ``validation.SpecInvalid`` naming the field.
+
+    Beyond the CRD, the operator's own policy (``builders.policy_errors``) must allow it.
+    """
     if len(name) > names.MAX_LAB_NAME:
         raise validation.SpecInvalid(
             name,
@@ -108,7 +115,11 @@ def parse_lab(
         )
     parsed = parse_spec(_plain(body_spec), name=name)
     generation = int(meta.get("generation") or 1)
-    return NodeLab(name=name, namespace=namespace, generation=generation, spec=parsed)
+    lab = NodeLab(name=name, namespace=namespace, generation=generation, spec=parsed)
+    refused = builders.policy_errors(lab, settings)
+    if refused:
+        raise validation.SpecInvalid(name, refused)
+    return lab
 
 
 def apply_lab(
@@ -131,7 +142,7 @@ def apply_lab(
     stamp = _now()
     conditions = list(status.get("conditions") or ())
     try:
-        lab = parse_lab(name, namespace, meta, spec)
+        lab = parse_lab(name, namespace, meta, spec, settings)
     except validation.SpecInvalid as exc:
         message = "; ".join(str(error) for error in exc.errors)
         patch.status["phase"] = lab_status.FAILED
@@ -209,7 +220,7 @@ def progress_tick(
     if valid.get("status") != "True":
         return
     try:
-        lab = parse_lab(name, namespace, meta, spec)
+        lab = parse_lab(name, namespace, meta, spec, settings)
     except validation.SpecInvalid:
         return  # the change handler reported it
     try:

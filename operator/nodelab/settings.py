@@ -23,6 +23,9 @@ class OperatorSettings:
 
     # Image of the node and of the load Job (one image runs every component).
     image: str = "nodelab:dev"
+    # Images a NodeLab's spec.node.image may name besides ``image``, exactly as written: whoever
+    # may create a NodeLab runs its node image in the namespace, so by default only the operator's.
+    allowed_images: tuple[str, ...] = ()
     image_pull_policy: str = "IfNotPresent"
     # Port the node listens on inside its pod; the Services expose the same port.
     node_port: int = 8080
@@ -73,6 +76,7 @@ class OperatorSettings:
 # field -> environment variable
 _ENV = {
     "image": "NODELAB_IMAGE",
+    "allowed_images": "NODELAB_ALLOWED_IMAGES",
     "image_pull_policy": "NODELAB_IMAGE_PULL_POLICY",
     "node_port": "NODELAB_NODE_PORT",
     "reconcile_interval": "NODELAB_RECONCILE_INTERVAL",
@@ -92,6 +96,7 @@ _INTS = {
     "calibrate_requests",
 }
 _FLOATS = {"reconcile_interval", "report_grace_seconds"}
+_LISTS = {"namespaces", "allowed_images"}  # comma-separated
 
 
 def _convert(variable: str, name: str, raw: str) -> object:
@@ -102,6 +107,6 @@ def _convert(variable: str, name: str, raw: str) -> object:
             return float(raw)
     except ValueError:
         raise SettingsError(f"{variable}: not a number: {raw!r}") from None
-    if name == "namespaces":
+    if name in _LISTS:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

@@ -225,6 +225,8 @@ async def test_children_are_owned_and_collected(emulator: Emulator) -> None:
     [
         ("workers", 0, "spec.node.workers: Invalid value: 0"),
         ("cpuPerWorker", "lots", "spec.node.cpuPerWorker: Invalid value: 'lots'"),
+        # Valid for the CRD, refused by the operator: not its own image, none allowed.
+        ("image", "registry.example/miner:1", "spec.node.image: Forbidden: 'registry.example/"),
     ],
 )
 async def test_invalid_spec_names_the_field(

@@ -204,6 +204,33 @@ def test_node_image_override() -> None:
     assert _container(job)["image"] == "nodelab:dev"  # the load generator is the operator's
 
 
+def _with_image(image: str | None) -> spec.NodeLab:
+    lab = spec.load_phase_file(PHASES[1])
+    node = spec.NodeSpec(**{**lab.spec.node.__dict__, "image": image})
+    body = spec.NodeLabSpec(node=node, load=lab.spec.load, slo=lab.spec.slo)
+    return spec.NodeLab(lab.name, lab.namespace, lab.generation, body)
+
+
+def test_by_default_the_operator_runs_only_its_own_image() -> None:
+    assert builders.policy_errors(_with_image(None), SETTINGS) == []
+    assert builders.policy_errors(_with_image(SETTINGS.image), SETTINGS) == []
+    (error,) = builders.policy_errors(_with_image("registry.example/miner:1"), SETTINGS)
+    assert error.field == "spec.node.image"
+    assert error.message.startswith("Forbidden: 'registry.example/miner:1'")
+    assert "nodelab:dev" in error.message and "NODELAB_ALLOWED_IMAGES" in error.message
+
+
+def test_allowed_images_are_exact_references() -> None:
+    settings = OperatorSettings(allowed_images=("registry.example/node:2",))
+    assert builders.policy_errors(_with_image("registry.example/node:2"), settings) == []
+    assert builders.policy_errors(_with_image(settings.image), settings) == []
+    # No prefix or tag matching: a look-alike reference is another image.
+    for other in ("registry.example/node:3", "registry.example/node", "registry.example/node:2x"):
+        assert [e.field for e in builders.policy_errors(_with_image(other), settings)] == [
+            "spec.node.image"
+        ], other
+
+
 def test_settings_from_env() -> None:
     settings = OperatorSettings.from_env(
         {
@@ -218,5 +245,8 @@ def test_settings_from_env() -> None:
         ("a", "b"),
     )
     assert OperatorSettings.from_env({}) == OperatorSettings()
+    allowed = OperatorSettings.from_env({"NODELAB_ALLOWED_IMAGES": " a/b:1, ,c@sha256:0 "})
+    assert allowed.allowed_images == ("a/b:1", "c@sha256:0")
+    assert OperatorSettings().allowed_images == (), "none by default: only the operator's image"
     with pytest.raises(SettingsError, match="NODELAB_RECONCILE_INTERVAL"):
         OperatorSettings.from_env({"NODELAB_RECONCILE_INTERVAL": "soon"})
