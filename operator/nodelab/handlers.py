@@ -100,19 +100,10 @@ def parse_lab(
 ) -> NodeLab:
     """The typed lab of a NodeLab resource; raises ``validation.SpecInvalid`` naming the field.
 
-    Beyond the CRD, the operator's own policy (``builders.policy_errors``) must allow it.
+    As the CRD, it refuses a name no child can carry (``names.validate_lab_name``): a NodeLab
+    may have got past an older CRD. Beyond the CRD, the operator's own policy
+    (``builders.policy_errors``) must allow it.
     """
-    if len(name) > names.MAX_LAB_NAME:
-        raise validation.SpecInvalid(
-            name,
-            [
-                validation.FieldError(
-                    "metadata.name",
-                    f"Invalid value: {name!r}: must be at most {names.MAX_LAB_NAME} characters "
-                    "(the names of the lab's Services and Jobs derive from it)",
-                )
-            ],
-        )
     parsed = parse_spec(_plain(body_spec), name=name)
     generation = int(meta.get("generation") or 1)
     lab = NodeLab(name=name, namespace=namespace, generation=generation, spec=parsed)

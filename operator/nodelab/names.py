@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from nodelab import crd
 
 __all__ = [
     "COMPONENT_LABEL",
     "GENERATION_LABEL",
     "INSTANCE_LABEL",
+    "LAB_NAME_PATTERN",
     "MANAGED_BY_LABEL",
     "MAX_LAB_NAME",
     "NAME_LABEL",
@@ -20,6 +23,7 @@ __all__ = [
     "node_labels",
     "node_selector",
     "service",
+    "validate_lab_name",
 ]
 
 NAME_LABEL = "app.kubernetes.io/name"
@@ -28,9 +32,23 @@ COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 GENERATION_LABEL = f"{crd.GROUP}/generation"
 
-# Children are named "<lab>-<suffix>" and Services must be DNS labels (63 characters);
+# Children are named "<lab>-<suffix>" and Services must be DNS-1035 labels (63 characters);
 # the longest suffix is "-node-headless" (14) and "-load-g<generation>" stays under 23.
 MAX_LAB_NAME = 40
+# A DNS-1035 label: a NodeLab may be named "1lab" or "lab.v2" (a DNS subdomain), its Services not.
+# The CRD's root CEL rule carries the same pattern and length.
+LAB_NAME_PATTERN = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+
+
+def validate_lab_name(name: str) -> str | None:
+    """Why ``name`` cannot name a lab (every child's name derives from it), or None if it can."""
+    if len(name) <= MAX_LAB_NAME and re.fullmatch(LAB_NAME_PATTERN, name):
+        return None
+    return (
+        f"must be a DNS-1035 label of at most {MAX_LAB_NAME} characters: lowercase letters, "
+        "digits and '-', starting with a letter and ending with a letter or digit "
+        "(the lab's Services and Jobs are named after it)"
+    )
 
 
 def deployment(lab: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from nodelab import crd, quantity, validation
+from nodelab import crd, names, quantity, validation
 
 __all__ = [
     "DEFAULT_REQUESTS",
@@ -141,6 +141,8 @@ def parse_nodelab(document: Mapping[str, Any]) -> NodeLab:
         errors.append(validation.FieldError("kind", f"must be {crd.KIND}"))
     if not name:
         errors.append(validation.FieldError("metadata.name", "Required value"))
+    elif (problem := names.validate_lab_name(name)) is not None:
+        errors.append(validation.FieldError("metadata.name", f"Invalid value: {name!r}: {problem}"))
     if errors:
         raise validation.SpecInvalid(name, errors)
     body = {k: v for k, v in document.items() if k != "status"}

@@ -9,12 +9,14 @@ fields rejected, as ``kubectl apply`` does with strict field validation), then t
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import celpy
 import celpy.adapter
+import celpy.celtypes
 import jsonschema
 
 __all__ = ["FieldError", "SpecInvalid", "apply_defaults", "validate_object"]
@@ -123,13 +125,19 @@ def _reason(error: jsonschema.ValidationError) -> str:
 
 
 def _cel_errors(obj: Any, schema: dict[str, Any], path: str) -> Iterator[FieldError]:
-    """Evaluate every ``x-kubernetes-validations`` rule below ``schema`` against ``obj``."""
+    """Evaluate every ``x-kubernetes-validations`` rule below ``schema`` against ``obj``.
+
+    As the API server does on create: there is no old object, so a transition rule (one using
+    ``oldSelf``) runs only with ``optionalOldSelf``, where ``oldSelf.hasValue()`` is false.
+    """
     if obj is None:
         return
     for rule in schema.get("x-kubernetes-validations", []):
+        if _OLD_SELF.search(rule["rule"]) and not rule.get("optionalOldSelf"):
+            continue
         if not _cel_holds(rule["rule"], obj):
             field = path + rule.get("fieldPath", "")
-            yield FieldError(field, f"Invalid value: {rule['message']}")
+            yield FieldError(field or "<root>", f"Invalid value: {rule['message']}")
     if isinstance(obj, dict):
         for key, sub in schema.get("properties", {}).items():
             if key in obj:
@@ -139,10 +147,22 @@ def _cel_errors(obj: Any, schema: dict[str, Any], path: str) -> Iterator[FieldEr
             yield from _cel_errors(item, schema["items"], f"{path}[{index}]")
 
 
+class _NoOldSelf:
+    """``oldSelf`` on create: a CEL optional holding no value (cel-python has no optionals)."""
+
+
+_OLD_SELF = re.compile(r"\boldSelf\b")
+
+
+def _has_value(optional: Any) -> celpy.celtypes.BoolType:
+    return celpy.celtypes.BoolType(not isinstance(optional, _NoOldSelf))
+
+
 def _cel_holds(rule: str, value: Any) -> bool:
     env = celpy.Environment()
-    program = env.program(env.compile(rule))
-    return bool(program.evaluate({"self": celpy.adapter.json_to_cel(value)}))
+    program = env.program(env.compile(rule), functions={"hasValue": _has_value})
+    activation = {"self": celpy.adapter.json_to_cel(value), "oldSelf": _NoOldSelf()}
+    return bool(program.evaluate(activation))
 
 
 def validate_object(obj: dict[str, Any], schema: dict[str, Any]) -> list[FieldError]:

@@ -25,6 +25,7 @@ from tests.integration.operator_harness import (
 PHASE_1 = Path(__file__).parents[2] / "manifests" / "phases" / "phase-1-overwhelm.yaml"
 SETTINGS = OperatorSettings(reconcile_interval=0.3, report_grace_seconds=600)
 DEPLOYMENTS, JOBS, SERVICES = "apps/v1/deployments", "batch/v1/jobs", "v1/services"
+OURS = {NODELABS, "v1/events"}  # what is not a child: the lab itself and its Events
 
 pytestmark = [
     pytest.mark.kmock(cls=ApiServer),
@@ -247,6 +248,28 @@ async def test_invalid_spec_names_the_field(
         assert words in condition["message"]
         assert emulator.lab_status()["phase"] == "Failed"
         assert emulator.get(DEPLOYMENTS, "scaling-lab-node") is None
+
+
+async def test_a_name_no_child_can_carry_is_refused_before_any_child(emulator: Emulator) -> None:
+    # The CRD's rule refuses it at the API; a NodeLab that got past (the emulator has no CEL,
+    # or an older CRD) is refused by the operator before it creates anything.
+    lab = _phase_1()
+    lab["metadata"]["name"] = "lab.v2"
+    async with running_operator(emulator, SETTINGS):
+        await _create_lab(emulator, lab)
+        condition = await eventually(
+            lambda: (
+                emulator.condition("SpecValid", "lab.v2").get("status") == "False"
+                and emulator.condition("SpecValid", "lab.v2")
+            ),
+            "SpecValid=False",
+        )
+        assert condition["reason"] == "InvalidSpec"
+        refusal = "metadata.name: Invalid value: 'lab.v2': must be a DNS-1035 label"
+        assert refusal in condition["message"]
+        assert emulator.lab_status("lab.v2")["phase"] == "Failed"
+        children = {(kind, name) for kind, name in emulator.live() if kind not in OURS}
+        assert children == set(), "no child was created"
 
 
 def _report(generation: int) -> dict[str, Any]:

@@ -325,6 +325,7 @@ BAD_PHASES: list[tuple[str, Callable[[Doc], None], str, str]] = [
     ("slo 0", _set("spec.slo.p99Millis", 0), "spec.slo.p99Millis", "greater than or equal"),
     ("no load section", _drop("spec.load"), "spec.load", "Required"),
     ("no name", _drop("metadata.name"), "metadata.name", "Required"),
+    ("name not a DNS label", _set("metadata.name", "lab.v2"), "metadata.name", "DNS-1035"),
     ("wrong kind", _set("kind", "Deployment"), "kind", "NodeLab"),
     ("wrong apiVersion", _set("apiVersion", "lab.nodelab.dev/v1"), "apiVersion", "v1alpha1"),
 ]

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodelab import crd, quantity, spec, validation
+from nodelab import crd, names, quantity, spec, validation
 
 Doc = dict[str, Any]
 
@@ -169,6 +169,70 @@ def test_metadata_is_free_form() -> None:
     document = _lab()
     document["metadata"]["labels"] = {"team": "a"}
     assert spec.parse_nodelab(document).name == "lab"
+
+
+# Legal NodeLab names (DNS subdomains) whose children the API refuses: "lab.v2-node-headless" is
+# no Service name. The last is one character longer than names.MAX_LAB_NAME.
+BAD_NAMES = ["1lab", "lab.v2", "Lab", "lab-", "-lab", "la_b", "a" * 41]
+GOOD_NAMES = ["a", "lab", "scaling-lab", "l4b-2", "a" * 40]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_name_children_cannot_carry_is_refused_up_front(name: str) -> None:
+    document = _lab()
+    document["metadata"]["name"] = name
+    (error,) = _errors(document)
+    assert error.startswith(f"metadata.name: Invalid value: {name!r}: must be a DNS-1035 label")
+    assert f"at most {names.MAX_LAB_NAME} characters" in error
+
+
+@pytest.mark.parametrize("name", GOOD_NAMES)
+def test_a_dns_label_name_is_accepted(name: str) -> None:
+    document = _lab()
+    document["metadata"]["name"] = name
+    assert spec.parse_nodelab(document).name == name
+    assert names.validate_lab_name(name) is None
+
+
+def _crd_name_rule_errors(name: str) -> list[validation.FieldError]:
+    # The CRD's own rule, without the offline identity check in front of it.
+    document = _lab()
+    document["metadata"]["name"] = name
+    schema = crd.spec_schema()
+    return validation.validate_object(validation.apply_defaults(document, schema), schema)
+
+
+@pytest.mark.parametrize("name", BAD_NAMES + GOOD_NAMES)
+def test_the_crd_refuses_exactly_the_names_the_operator_refuses(name: str) -> None:
+    refused = names.validate_lab_name(name) is not None
+    errors = _crd_name_rule_errors(name)
+    assert bool(errors) == refused, errors
+    assert all("metadata.name" in error.message for error in errors)
+
+
+def test_the_crd_name_rule_checks_creates_only() -> None:
+    # A NodeLab that exists already (made before the rule) must stay updatable: kopf removes its
+    # finalizer with an update, which a rule on every write would refuse forever.
+    (rule,) = crd.spec_schema()["x-kubernetes-validations"]
+    assert rule["optionalOldSelf"] is True
+    assert rule["rule"].startswith("oldSelf.hasValue() ||")
+
+
+def test_transition_rules_follow_the_api_servers_create_semantics() -> None:
+    schema = {
+        "type": "object",
+        "properties": {"n": {"type": "integer"}},
+        "x-kubernetes-validations": [
+            # Without optionalOldSelf a transition rule does not run on create.
+            {"rule": "self.n == oldSelf.n", "message": "immutable"},
+            # With it, oldSelf is an optional holding nothing.
+            {"rule": "oldSelf.hasValue() || self.n > 1", "optionalOldSelf": True, "message": "n"},
+        ],
+    }
+    assert validation.validate_object({"n": 2}, schema) == []
+    assert [str(e) for e in validation.validate_object({"n": 1}, schema)] == [
+        "<root>: Invalid value: n"
+    ]
 
 
 def test_identity_errors_come_before_the_spec_is_looked_at() -> None:
