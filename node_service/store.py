@@ -1,5 +1,11 @@
 """One worker's in-memory key-value store, bounded in key length, value size, keys and bytes.
 
+Values are kept as the compact JSON bytes they encode to, never as parsed Python objects: a parsed
+value costs 5 to 40 times its JSON size (``[{}, {}, ...]`` is 64 bytes of dict per 3 bytes of
+JSON), so a byte limit on the JSON would not bound memory. Each entry is charged its key, its
+value and :data:`ENTRY_OVERHEAD_BYTES` for the Python objects that hold them, which makes the
+store's byte count an upper bound of what it holds in memory.
+
 Every check runs before anything changes, so a refused write leaves the store exactly as it was.
 """
 
@@ -13,10 +19,25 @@ from pydantic import JsonValue
 
 from node_service.settings import StoreLimits
 
-__all__ = ["KeyRejected", "PutResult", "Store", "StoreError", "StoreFull", "ValueTooLarge"]
+__all__ = [
+    "ENTRY_OVERHEAD_BYTES",
+    "KeyRejected",
+    "PutResult",
+    "Store",
+    "StoreError",
+    "StoreFull",
+    "ValueTooLarge",
+    "encode_value",
+]
 
 # "/" would not survive GET /data/{key}; control characters do not belong in a key.
 _BAD_KEY_CHAR = re.compile(r"[/\x00-\x1f\x7f]")
+
+# What an entry costs beyond its key's and value's bytes, on 64-bit CPython 3.11: the key's str
+# header (49), the value's bytes header (33), each rounded up to the allocator's 16-byte size
+# class (up to 2 x 15), and its dict slot (16-byte entry + index: up to ~45 right after the table
+# grew). That is ~155; tests/unit/test_node_store.py checks the total with tracemalloc.
+ENTRY_OVERHEAD_BYTES = 176
 
 
 class StoreError(Exception):
@@ -74,17 +95,21 @@ class PutResult:
     store_bytes: int
 
 
-def value_size(value: JsonValue) -> int:
-    """Bytes a value costs: its compact JSON encoding in UTF-8 (what a client sent, unescaped)."""
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode())
+def encode_value(value: JsonValue) -> bytes:
+    """A value as the store keeps it: compact JSON in UTF-8 (what a client sent, unescaped).
+
+    Raises ``ValueError`` for a number JSON cannot carry (NaN, or an infinity: ``1e400`` parses
+    to one), so that nothing is stored that could not be answered.
+    """
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 class Store:
-    """A dict with limits and exact byte accounting (key bytes + value bytes per entry)."""
+    """A dict of JSON bytes with limits; each entry costs key + value + overhead bytes."""
 
     def __init__(self, limits: StoreLimits) -> None:
         self.limits = limits
-        self._items: dict[str, tuple[JsonValue, int]] = {}
+        self._items: dict[str, bytes] = {}
         self._bytes = 0
 
     def __len__(self) -> int:
@@ -104,29 +129,30 @@ class Store:
         if _BAD_KEY_CHAR.search(key):
             raise KeyRejected("keyCharacters", 0, 1, "key")
 
-    def put(self, key: str, value: JsonValue) -> PutResult:
-        """Store ``value`` under ``key`` (replacing an old value) or raise :class:`StoreError`."""
+    def put(self, key: str, value: bytes) -> PutResult:
+        """Store the JSON bytes ``value`` (see :func:`encode_value`) under ``key``, replacing an
+        old value, or raise :class:`StoreError`."""
         self.check_key(key)
-        size = value_size(value)
+        size = len(value)
         if size > self.limits.max_value_bytes:
             raise ValueTooLarge("maxValueBytes", self.limits.max_value_bytes, size, "value")
         key_bytes = len(key.encode())
-        entry = key_bytes + size
+        entry = key_bytes + size + ENTRY_OVERHEAD_BYTES
         old = self._items.get(key)
-        old_entry = 0 if old is None else key_bytes + old[1]
+        old_entry = 0 if old is None else key_bytes + len(old) + ENTRY_OVERHEAD_BYTES
         keys_after = len(self._items) + (1 if old is None else 0)
         bytes_after = self._bytes - old_entry + entry
         if keys_after > self.limits.max_keys:
             raise StoreFull("maxKeys", self.limits.max_keys, keys_after, "key")
         if bytes_after > self.limits.max_store_bytes:
             raise StoreFull("maxStoreBytes", self.limits.max_store_bytes, bytes_after, "value")
-        self._items[key] = (value, size)
+        self._items[key] = value
         self._bytes = bytes_after
         return PutResult(old is not None, entry, keys_after, bytes_after)
 
-    def get(self, key: str) -> JsonValue:
-        """The value under ``key``; ``KeyError`` if absent."""
-        return self._items[key][0]
+    def get(self, key: str) -> bytes:
+        """The JSON bytes of the value under ``key``; ``KeyError`` if absent."""
+        return self._items[key]
 
     def __contains__(self, key: object) -> bool:
         return key in self._items

@@ -12,8 +12,15 @@ import pytest
 from node_service.app import create_app
 from node_service.front import Front
 from node_service.settings import NodeSettings, StoreLimits
+from node_service.store import ENTRY_OVERHEAD_BYTES
 
-LIMITS = StoreLimits(max_key_length=16, max_value_bytes=64, max_keys=3, max_store_bytes=180)
+# Three small entries fit; two of 1 + 62 bytes fit, three do not.
+LIMITS = StoreLimits(
+    max_key_length=16,
+    max_value_bytes=64,
+    max_keys=3,
+    max_store_bytes=2 * (63 + ENTRY_OVERHEAD_BYTES) + 100,
+)
 
 
 @pytest.fixture
@@ -66,6 +73,27 @@ async def test_data_round_trip(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.json()["value"] == "Alice"
     assert response.json()["node"] == "n1"
+
+
+async def test_values_come_back_as_the_json_they_were(client: httpx.AsyncClient) -> None:
+    body = '{"key": "k€y", "value": {"b": [1, 2.5, null, true], "a": "é\\n\\u0001"}}'
+    assert (await client.post("/data", content=body.encode())).status_code == 201
+    response = await client.get("/data/k€y")
+    assert response.headers["content-type"] == "application/json"
+    assert response.json() == {
+        "key": "k€y",
+        "value": {"b": [1, 2.5, None, True], "a": "é\n\u0001"},
+        "node": "n1",
+        "pid": os.getpid(),
+        "workers": 1,
+    }
+
+
+@pytest.mark.parametrize("number", [b"1e400", b"-1e400", b"NaN", b"Infinity"])
+async def test_numbers_json_cannot_carry_are_422(client: httpx.AsyncClient, number: bytes) -> None:
+    response = await client.post("/data", content=b'{"key": "k", "value": [%s]}' % number)
+    assert (response.status_code, response.json()["field"]) == (422, "value")
+    assert (await client.get("/data/k")).status_code == 404
 
 
 async def test_data_accepts_json_whatever_the_content_type(client: httpx.AsyncClient) -> None:
@@ -148,7 +176,7 @@ async def test_store_full_is_507_and_nothing_is_lost(client: httpx.AsyncClient) 
 
 
 async def test_store_bytes_full_is_507(client: httpx.AsyncClient) -> None:
-    big = "x" * 60  # 1 + 62 bytes per entry: two fit in 180, three do not
+    big = "x" * 60
     assert (await client.post("/data", json={"key": "a", "value": big})).status_code == 201
     assert (await client.post("/data", json={"key": "b", "value": big})).status_code == 201
     response = await client.post("/data", json={"key": "c", "value": big})
@@ -157,7 +185,8 @@ async def test_store_bytes_full_is_507(client: httpx.AsyncClient) -> None:
     assert (await client.get("/data/c")).status_code == 404
     # Replacing a value counts the difference, not the sum.
     response = await client.post("/data", json={"key": "a", "value": big + "yy"})
-    assert (response.status_code, response.json()["storeBytes"]) == (201, 63 + 65)
+    expected = (63 + ENTRY_OVERHEAD_BYTES) + (65 + ENTRY_OVERHEAD_BYTES)
+    assert (response.status_code, response.json()["storeBytes"]) == (201, expected)
 
 
 async def test_work_answer_shape(client: httpx.AsyncClient) -> None:
