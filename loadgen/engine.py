@@ -1,8 +1,13 @@
 """The hot path: one process's share of a run, over a session the caller provides.
 
 ``run_plan(plan, session)`` is a function of (plan, transport) -> result, so tests can hand it
-any target. Per request it costs two clock reads, two regex searches of the answer and one or two
-histogram records; nothing else (no per-request tasks, progress redraws or dictionaries).
+any target. Per request it costs two clock reads, two regex searches of the answer, one or two
+histogram records and a look at its target's health; nothing else (no per-request tasks,
+progress redraws or dictionaries). Failed connects take a slower path (``loadgen.health``).
+
+With a request count or an open loop's schedule, every request index is counted exactly once:
+answered, failed (``connect``, ``down`` when its target was backing off, ``timeout``, ...), or
+``not_sent`` when the run ended first. A closed loop by duration counts what it sent.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from datetime import UTC, datetime
 import aiohttp
 
 from loadgen import schedule
+from loadgen.health import TargetHealth
 from loadgen.plan import LoadPlan
 from loadgen.stats import NodeStats, RunResult, RunStats
 
@@ -44,6 +50,10 @@ _NODE_FIELD = re.compile(rb'"node"\s*:\s*(?:"([^"\\]*)"|(-?[0-9]+))')
 _SERVICE_FIELD = re.compile(rb'"serviceMillis"\s*:\s*([0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)')
 
 
+class _RunEnded(Exception):
+    """A closed loop's duration ended while a request waited for its target to come back."""
+
+
 class _Shard:
     """The state of one process's share of a run: its clients share one index counter."""
 
@@ -55,13 +65,9 @@ class _Shard:
         self.stats = RunStats()
         self.rate = plan.rate
         self.next_index, self.stride = shard
-        if plan.requests is not None:
-            self.limit: int | float = plan.requests
-        elif plan.rate is not None:
-            assert plan.duration_s is not None
-            self.limit = schedule.scheduled_requests(plan.rate, plan.duration_s)
-        else:
-            self.limit = math.inf
+        scheduled = plan.scheduled
+        self.limit: int | float = math.inf if scheduled is None else scheduled
+        self.health = TargetHealth(len(plan.targets))
         # Only /work answers carry a service time; other paths skip the search.
         self.wants_service = plan.path.startswith("/work")
         self.start = 0.0
@@ -80,7 +86,10 @@ class _Shard:
             if index >= self.limit or perf_counter() >= self.stop_at:
                 return
             self.next_index = index + self.stride
-            await send(index, 0.0)
+            try:
+                await send(index, 0.0)
+            except _RunEnded:
+                return
 
     async def open_client(self) -> None:
         """Take the next scheduled request, wait for its intended start, send it."""
@@ -95,7 +104,11 @@ class _Shard:
             intended = schedule.intended_start(self.start, index, self.rate)
             delay = intended - perf_counter()
             if delay > 0:
-                await asyncio.sleep(delay)
+                try:
+                    await asyncio.sleep(delay)
+                except asyncio.CancelledError:
+                    self.stats.record_error(self.targets[index % len(self.targets)], "not_sent")
+                    raise
             await send(index, intended)
 
     async def send(self, index: int, intended: float) -> None:
@@ -104,6 +117,8 @@ class _Shard:
         ``intended`` is the open loop's scheduled start (0.0 in a closed loop).
         """
         slot = index % len(self.urls)
+        if self.health.retry_at[slot] and not await self._may_send(slot):
+            return
         sent = time.perf_counter()
         try:
             async with self.session.get(self.urls[slot], timeout=self.timeout) as response:
@@ -114,10 +129,15 @@ class _Shard:
             self.stats.record_error(self.targets[slot], "timeout")
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            if isinstance(exc, aiohttp.ClientConnectorError):
+                self.health.connect_failed(slot, time.perf_counter())
             self.stats.record_error(self.targets[slot], classify_error(exc))
             return
         finished = time.perf_counter()
+        if self.health.retry_at[slot]:
+            self.health.answered_by(slot)
         if not 200 <= status < 300:
+            self.health.answered[slot] = True
             kind = self.http_kinds.get(status)
             if kind is None:
                 kind = self.http_kinds[status] = f"http_{status}"
@@ -136,8 +156,52 @@ class _Shard:
         if self.wants_service and (service := _SERVICE_FIELD.search(body)) is not None:
             self.stats.record_service(int(float(service[1]) * 1000))
 
+    async def _may_send(self, slot: int) -> bool:
+        """Whether a request for ``slot``, a target whose connects failed, may go now.
+
+        Once its delay has passed, one request probes it. Before that a request for it fails
+        at once as ``down`` (no connect is tried), except in a closed loop by duration with
+        every target down: nothing bounds that loop but the clock, so it waits for the probe
+        instead of spinning, until the duration ends (:class:`_RunEnded`) or the deadline
+        cancels it (``not_sent``). A request count or an open loop's schedule bounds the rest.
+        """
+        perf_counter = time.perf_counter
+        target = self.targets[slot]
+        while True:
+            now = perf_counter()
+            retry_at = self.health.claim(slot, now)
+            if not retry_at:
+                return True
+            if self.stop_at == math.inf or self.health.any_up():
+                self.stats.record_error(target, "down")
+                return False
+            if now >= self.stop_at:
+                raise _RunEnded
+            try:
+                await asyncio.sleep(min(retry_at, self.stop_at) - now)
+            except asyncio.CancelledError:
+                self.stats.record_error(target, "not_sent")
+                raise
+
+    def count_unsent(self) -> None:
+        """Count the indices of the schedule (or request count) no client took as ``not_sent``."""
+        if self.limit == math.inf or self.next_index >= self.limit:
+            return
+        counts = schedule.count_by_slot(
+            self.next_index, int(self.limit), self.stride, len(self.targets)
+        )
+        for slot, count in enumerate(counts):
+            if count:
+                self.stats.record_error(self.targets[slot], "not_sent", count)
+
+    def record_health(self) -> None:
+        """Note in the stats every target whose last connect failed."""
+        for slot, down in self.health.down().items():
+            self.stats.record_target_down(self.targets[slot], down)
+
     def _register(self, slot: int, raw_node: bytes | None) -> NodeStats:
         target = self.targets[slot]
+        self.health.answered[slot] = True
         # An answer without a node id is counted under the target it came from.
         name = target if raw_node is None else raw_node.decode("utf-8", "replace")
         node = self.node_cache[slot][raw_node] = self.stats.node(name, target)
@@ -156,7 +220,8 @@ async def run_plan(
     ``shard=(i, n)`` sends only the global request indices ``i, i+n, ...`` (process ``i`` of
     ``n``); ``plan.concurrency`` is this shard's own number of clients. The run ends when the
     count or the duration is done, or at the plan's overall deadline, whichever comes first;
-    requests cut off by the deadline count as timeouts.
+    requests cut off by the deadline count as timeouts, and the requests it left unsent as
+    ``not_sent``.
     """
     index, shards = shard
     if not 0 <= index < shards:
@@ -184,6 +249,8 @@ async def run_plan(
         if not task.cancelled() and (exc := task.exception()) is not None:
             raise exc
     finished = time.perf_counter()
+    state.count_unsent()
+    state.record_health()
     if on_progress is not None:
         on_progress(state.stats.requests, finished - state.start)
     return RunResult(

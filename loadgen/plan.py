@@ -11,6 +11,8 @@ import math
 import urllib.parse
 from dataclasses import dataclass, field, replace
 
+from loadgen import schedule
+
 __all__ = [
     "DEFAULT_PATH",
     "DEFAULT_REQUESTS",
@@ -80,6 +82,16 @@ class LoadPlan:
         """``"open"`` with a fixed rate, else ``"closed"``."""
         return "open" if self.rate is not None else "closed"
 
+    @property
+    def scheduled(self) -> int | None:
+        """Requests the run is to send: the count, or the open loop's schedule over the
+        duration; None for a closed loop that runs for a duration."""
+        if self.requests is not None:
+            return self.requests
+        if self.rate is not None and self.duration_s is not None:
+            return schedule.scheduled_requests(self.rate, self.duration_s)
+        return None
+
     def with_concurrency(self, concurrency: int) -> LoadPlan:
         """The same plan at another concurrency (one sweep level); processes never exceed it."""
         return replace(
@@ -87,18 +99,22 @@ class LoadPlan:
         )
 
     def run_deadline_s(self) -> float:
-        """Seconds after which one run is cut short whatever happens (the overall bound)."""
+        """Seconds after which one run is cut short whatever happens (the overall bound).
+
+        ``deadline_s`` when set, else the longest the stop condition allows plus one
+        ``timeout_s`` (time for the last request sent to answer): the duration, the open
+        loop's last intended start (``requests / rate``), or a closed loop's every round
+        timing out (``ceil(requests / concurrency) * timeout_s``, at most a day).
+        """
         if self.deadline_s is not None:
             return self.deadline_s
-        slack = self.timeout_s + 10.0
         if self.duration_s is not None:
-            return self.duration_s + slack
+            return self.duration_s + self.timeout_s
         assert self.requests is not None
         if self.rate is not None:
-            return self.requests / self.rate + slack
-        # A closed loop can never take longer than every round timing out.
+            return self.requests / self.rate + self.timeout_s
         rounds = math.ceil(self.requests / self.concurrency)
-        return min(rounds * self.timeout_s, 24 * 3600.0) + slack
+        return min(rounds * self.timeout_s, 24 * 3600.0) + self.timeout_s
 
 
 def _validate(plan: LoadPlan) -> None:

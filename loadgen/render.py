@@ -71,6 +71,17 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _requests(report: dict[str, Any]) -> str:
+    text = f"{report['requests']} ({report['successes']} ok)"
+    scheduled = report["scheduled"]
+    not_sent = report["errors"]["byKind"].get("not_sent", 0)
+    if scheduled is not None:
+        text += f" of {scheduled} scheduled"
+    if not_sent:
+        text += f", {not_sent} not sent before the run ended"
+    return text
+
+
 def report_tables(report: dict[str, Any]) -> Group:
     """The summary, per-node and (for a sweep) per-level tables of a report."""
     latency = report["latencyMillis"]
@@ -88,7 +99,7 @@ def report_tables(report: dict[str, Any]) -> Group:
         ("targets", ", ".join(report["targets"])),
         ("concurrency", f"{report['concurrency']} in {report['processes']} process(es)"),
         ("duration", f"{report['durationSeconds']:.2f} s"),
-        ("requests", f"{report['requests']} ({report['successes']} ok)"),
+        ("requests", _requests(report)),
         (
             "errors",
             f"{errors['total']}"
@@ -100,6 +111,11 @@ def report_tables(report: dict[str, Any]) -> Group:
         ),
         ("throughput", f"{_fmt(report['rps'])} req/s"),
     ]
+    for down in report["targetsDown"]:
+        how = "went away (answered, then refused)" if down["wentAway"] else "never answered"
+        rows.append(
+            ("target down", f"{down['target']}: {how}, {down['failedConnects']} failed connects")
+        )
     if report["serviceMillis"] is not None:
         service = report["serviceMillis"]
         rows.append(("service ms", f"p50 {_fmt(service['p50'])}  mean {_fmt(service['mean'])}"))

@@ -14,6 +14,7 @@ from loadgen.plan import LoadPlan
 from loadgen.stats import (
     LatencySummary,
     RunResult,
+    down_rows,
     encode_histogram,
     node_rows,
     rate_per_second,
@@ -144,6 +145,7 @@ def build_report(
         "rate": None if plan.rate is None else _number(plan.rate),
         "processes": plan.processes,
         "durationSeconds": round(result.duration_s, 3),
+        "scheduled": plan.scheduled,
         "requests": stats.requests,
         "successes": stats.successes,
         "errors": {"total": stats.error_count, "byKind": dict(sorted(stats.errors.items()))},
@@ -166,6 +168,7 @@ def build_report(
             }
             for row in node_rows(stats)
         ],
+        "targetsDown": down_rows(stats.targets_down),
         "calibration": calibration,
         "sweep": sweep,
         "breakingConcurrency": breaking,

@@ -40,13 +40,8 @@ def effective_plan(plan: LoadPlan) -> LoadPlan:
 
 def run_one_level(plan: LoadPlan, progress: ProgressSink | None = None) -> RunResult:
     """One level of ``plan`` (``plan.sweep`` ignored), in ``plan.processes`` processes."""
-    total = None
-    if plan.requests is not None:
-        total = plan.requests
-    elif plan.rate is not None and plan.duration_s is not None:
-        total = int(plan.rate * plan.duration_s)
     if progress is not None:
-        progress.begin(f"c={plan.concurrency}", total, plan.duration_s)
+        progress.begin(f"c={plan.concurrency}", plan.scheduled, plan.duration_s)
     on_progress = progress.update if progress is not None else None
     try:
         if plan.processes > 1:

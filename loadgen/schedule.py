@@ -12,6 +12,7 @@ import math
 
 __all__ = [
     "corrected_latency_us",
+    "count_by_slot",
     "intended_start",
     "scheduled_requests",
     "shard_indices",
@@ -49,3 +50,18 @@ def split_evenly(total: int, parts: int) -> list[int]:
     """Split ``total`` into ``parts`` integers that differ by at most one, largest first."""
     base, extra = divmod(total, parts)
     return [base + (1 if i < extra else 0) for i in range(parts)]
+
+
+def count_by_slot(start: int, stop: int, stride: int, slots: int) -> list[int]:
+    """How many of the indices ``range(start, stop, stride)`` fall on each ``index % slots``.
+
+    Arithmetic over one period of the slots, not a walk over the indices: the tail of a long
+    schedule can hold millions.
+    """
+    counts = [0] * slots
+    total = len(range(start, stop, stride))
+    period = slots // math.gcd(stride, slots)
+    rounds, rest = divmod(total, period)
+    for k in range(min(period, total)):
+        counts[(start + k * stride) % slots] += rounds + (1 if k < rest else 0)
+    return counts

@@ -41,6 +41,7 @@ REPORT_SCHEMA: dict[str, Any] = {
             "rate": {"type": ["number", "null"], "exclusiveMinimum": 0},
             "processes": {"type": "integer", "minimum": 1},
             "durationSeconds": {"type": "number", "minimum": 0},
+            "scheduled": {"type": ["integer", "null"], "minimum": 1},
             "requests": _COUNT,
             "successes": _COUNT,
             "errors": _object(
@@ -48,7 +49,9 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "total": _COUNT,
                     "byKind": {
                         "type": "object",
-                        "propertyNames": {"pattern": "^(connect|timeout|other|http_[0-9]{3})$"},
+                        "propertyNames": {
+                            "pattern": "^(connect|down|not_sent|timeout|other|http_[0-9]{3})$"
+                        },
                         "additionalProperties": _COUNT,
                     },
                 }
@@ -69,6 +72,16 @@ REPORT_SCHEMA: dict[str, Any] = {
                         "errors": _COUNT,
                         "rps": {"type": "number", "minimum": 0},
                         "latencyMillis": _object({"p50": _MILLIS, "p99": _MILLIS, "max": _MILLIS}),
+                    }
+                ),
+            },
+            "targetsDown": {
+                "type": "array",
+                "items": _object(
+                    {
+                        "target": {"type": "string"},
+                        "wentAway": {"type": "boolean"},
+                        "failedConnects": {"type": "integer", "minimum": 1},
                     }
                 ),
             },

@@ -13,6 +13,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from loadgen.health import DownTarget
+
 __all__ = [
     "HIGHEST_TRACKABLE_US",
     "LOWEST_TRACKABLE_US",
@@ -24,6 +26,7 @@ __all__ = [
     "RunResult",
     "RunStats",
     "decode_histogram",
+    "down_rows",
     "encode_histogram",
     "merge_results",
     "new_histogram",
@@ -168,6 +171,7 @@ class RunStats:
     merge. They count from the actual send in a closed loop and from the intended start in
     an open loop, where ``uncorrected`` also keeps them from the actual send, to show what
     coordinated omission would have hidden. ``service`` holds the server-side service times.
+    ``targets_down`` holds the targets whose last connect failed.
     """
 
     __slots__ = (
@@ -177,12 +181,14 @@ class RunStats:
         "record_uncorrected",
         "service",
         "target_errors",
+        "targets_down",
         "uncorrected",
     )
 
     def __init__(self) -> None:
         self.errors: dict[str, int] = {}
         self.target_errors: dict[str, int] = {}
+        self.targets_down: dict[str, DownTarget] = {}
         self.uncorrected = new_histogram()
         self.service = new_histogram()
         self.nodes: dict[str, NodeStats] = {}
@@ -230,10 +236,21 @@ class RunStats:
         if uncorrected_us is not None:
             self.record_uncorrected(uncorrected_us)
 
-    def record_error(self, target: str, kind: str) -> None:
-        """Count one failed request to ``target``: connect, timeout, http_<status> or other."""
-        self.errors[kind] = self.errors.get(kind, 0) + 1
-        self.target_errors[target] = self.target_errors.get(target, 0) + 1
+    def record_error(self, target: str, kind: str, count: int = 1) -> None:
+        """Count ``count`` failed requests to ``target`` of one kind: connect, down, timeout,
+        not_sent, http_<status> or other."""
+        self.errors[kind] = self.errors.get(kind, 0) + count
+        self.target_errors[target] = self.target_errors.get(target, 0) + count
+
+    def record_target_down(self, target: str, down: DownTarget) -> None:
+        """Note that ``target``'s last connect failed (another shard's view adds to it)."""
+        seen = self.targets_down.get(target)
+        if seen is not None:
+            down = DownTarget(
+                went_away=seen.went_away or down.went_away,
+                failed_connects=seen.failed_connects + down.failed_connects,
+            )
+        self.targets_down[target] = down
 
     def latency(self) -> HdrHistogram:
         """All successful answers' latency: the merge of the per-node histograms."""
@@ -248,6 +265,8 @@ class RunStats:
             self.errors[kind] = self.errors.get(kind, 0) + count
         for target, count in other.target_errors.items():
             self.target_errors[target] = self.target_errors.get(target, 0) + count
+        for target, down in other.targets_down.items():
+            self.record_target_down(target, down)
         _add(self.uncorrected, other.uncorrected)
         _add(self.service, other.service)
         for name, theirs in other.nodes.items():
@@ -262,6 +281,7 @@ class RunStats:
         return {
             "errors": dict(self.errors),
             "targetErrors": dict(self.target_errors),
+            "targetsDown": down_rows(self.targets_down),
             "uncorrected": encode_histogram(self.uncorrected),
             "service": encode_histogram(self.service),
             "nodes": [
@@ -280,6 +300,9 @@ class RunStats:
         stats = cls()
         stats.errors = {str(k): int(v) for k, v in wire["errors"].items()}
         stats.target_errors = {str(k): int(v) for k, v in wire["targetErrors"].items()}
+        for row in wire.get("targetsDown", ()):
+            down = DownTarget(bool(row["wentAway"]), int(row["failedConnects"]))
+            stats.record_target_down(str(row["target"]), down)
         stats.uncorrected = decode_histogram(wire["uncorrected"])
         stats.service = decode_histogram(wire["service"])
         stats.record_uncorrected = HistogramRecorder(stats.uncorrected).record
@@ -337,6 +360,14 @@ def node_rows(stats: RunStats) -> list[NodeRow]:
         for node in errors
     ]
     return sorted(rows, key=lambda row: _natural_key(row.node))
+
+
+def down_rows(targets_down: dict[str, DownTarget]) -> list[dict[str, Any]]:
+    """The report's ``targetsDown``: one row per target whose last connect failed, by URL."""
+    return [
+        {"target": target, "wentAway": down.went_away, "failedConnects": down.failed_connects}
+        for target, down in sorted(targets_down.items())
+    ]
 
 
 def _natural_key(text: str) -> tuple[tuple[int, int | str], ...]:

@@ -15,6 +15,7 @@ import pytest
 from aiohttp import web
 
 from loadgen.engine import ProgressCallback, classify_error, run_plan
+from loadgen.health import BACKOFF_BASE_S, DownTarget
 from loadgen.plan import LoadPlan
 from loadgen.session import open_session
 from loadgen.stats import RunResult, summarize
@@ -134,6 +135,93 @@ async def test_timeouts_and_refused_connections(serve: Serve) -> None:
     result = await run(plan)
     assert result.stats.errors == {"timeout": 2, "connect": 2}
     assert result.stats.target_errors == {slow: 2, nowhere: 2}
+    assert result.stats.targets_down == {nowhere: DownTarget(went_away=False, failed_connects=2)}
+
+
+def most_connects(concurrency: int, duration_s: float) -> float:
+    """Connect attempts a backed-off run can make: every client once, then at most one per
+    half a base step (the shortest backoff) - far below a spinning client's thousands."""
+    return concurrency + duration_s / (BACKOFF_BASE_S / 2)
+
+
+async def test_a_dead_target_is_not_hammered_and_each_attempt_counts_once() -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    plan = LoadPlan(targets=(nowhere,), concurrency=5, duration_s=1.5, timeout_s=1.0)
+    result = await run(plan)
+    attempts = result.stats.errors.get("connect", 0)
+    # Nothing but connect attempts was counted, so they are all the requests there were.
+    assert result.stats.errors == {"connect": attempts}
+    assert plan.concurrency <= attempts <= most_connects(plan.concurrency, result.duration_s)
+    assert result.stats.targets_down == {
+        nowhere: DownTarget(went_away=False, failed_connects=attempts)
+    }
+
+
+async def test_a_request_count_against_a_dead_target_fails_fast_after_the_first_attempts() -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    plan = LoadPlan(targets=(nowhere,), concurrency=5, requests=50)
+    result = await run(plan)
+    errors = result.stats.errors
+    # The count bounds the run: no waiting for a target that is down, and no spinning either.
+    assert errors["connect"] + errors["down"] == 50
+    assert errors["connect"] <= most_connects(plan.concurrency, result.duration_s)
+
+
+async def test_requests_for_a_dead_target_fail_fast_while_another_is_served(
+    serve: Serve,
+) -> None:
+    alive = await serve(node_answer("a"))
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    plan = LoadPlan(targets=(alive, nowhere), concurrency=2, requests=400)
+    result = await run(plan)
+    stats = result.stats
+    assert stats.requests == 400
+    assert stats.nodes["a"].successes == 200
+    # Half the indices are the dead target's: a few connect attempts, the rest not tried.
+    assert stats.target_errors == {nowhere: 200}
+    assert set(stats.errors) == {"connect", "down"}
+    assert stats.errors["connect"] <= most_connects(plan.concurrency, result.duration_s)
+
+
+async def test_a_target_that_went_away_is_reported_as_such() -> None:
+    answers = 0
+    enough = asyncio.Event()
+
+    async def answer(request: web.Request) -> web.Response:
+        nonlocal answers
+        answers += 1
+        if answers == 10:
+            enough.set()
+        return web.json_response({"node": "a"})
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    target = f"http://127.0.0.1:{port}"
+
+    async def stop_after_ten_answers() -> None:
+        await enough.wait()
+        await runner.cleanup()
+
+    stopper = asyncio.create_task(stop_after_ten_answers())
+    try:
+        plan = LoadPlan(targets=(target,), concurrency=2, duration_s=2.0, timeout_s=1.0)
+        result = await run(plan)
+    finally:
+        stopper.cancel()
+        await asyncio.gather(stopper, return_exceptions=True)
+        await runner.cleanup()
+    stats = result.stats
+    assert stats.successes >= 10
+    down = stats.targets_down[target]
+    assert down.went_away
+    # Failed connects are counted once each, under connect (as are answers cut off by the stop).
+    assert 1 <= down.failed_connects <= stats.errors["connect"]
+    assert stats.errors["connect"] <= most_connects(plan.concurrency, result.duration_s)
+    assert set(stats.errors) <= {"connect", "other"}
 
 
 async def test_the_overall_deadline_stops_a_run_and_counts_cut_requests(serve: Serve) -> None:
@@ -143,7 +231,53 @@ async def test_the_overall_deadline_stops_a_run_and_counts_cut_requests(serve: S
     result = await run(plan)
     assert time.monotonic() - started < 4.0  # well before any request could finish
     assert result.cut_short
-    assert result.stats.errors == {"timeout": 3}
+    # The three in flight were cut off; the other 97 were never sent, and say so.
+    assert result.stats.errors == {"timeout": 3, "not_sent": 97}
+    assert result.stats.requests == 100
+
+
+async def test_open_loop_counts_every_scheduled_request_against_a_server_that_never_answers() -> (
+    None
+):
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)  # read nothing, answer nothing
+
+    port = free_port()
+    server = await asyncio.start_server(hold, "127.0.0.1", port)
+    try:
+        target = f"http://127.0.0.1:{port}"
+        plan = LoadPlan(targets=(target,), rate=20.0, duration_s=1.5, timeout_s=0.5, concurrency=5)
+        result = await run(plan)
+        sent = result.stats.errors.get("timeout", 0)
+        # Each request sent held its own connection until it timed out, so the server saw it.
+        deadline = time.monotonic() + 10.0
+        while len(accepted) < sent and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)  # poll interval of a condition wait
+        assert len(accepted) == sent > 0
+    finally:
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+    # 20/s for 1.5 s: 30 scheduled, each one counted.
+    assert result.stats.errors == {"timeout": sent, "not_sent": 30 - sent}
+    assert result.stats.requests == plan.scheduled == 30
+    # Cut at the documented deadline (duration + timeout), not seconds later.
+    assert result.cut_short
+    assert plan.run_deadline_s() == 2.0
+    assert result.duration_s < plan.run_deadline_s() + 5.0
+
+
+async def test_open_loop_against_a_dead_target_accounts_for_its_whole_schedule() -> None:
+    nowhere = f"http://127.0.0.1:{free_port()}"
+    plan = LoadPlan(targets=(nowhere,), rate=50.0, duration_s=1.0, concurrency=5)
+    result = await run(plan)
+    errors = result.stats.errors
+    assert set(errors) == {"connect", "down"}
+    assert errors["connect"] + errors["down"] == plan.scheduled == 50
+    assert errors["connect"] <= most_connects(plan.concurrency, result.duration_s)
 
 
 async def test_a_duration_run_stops_by_itself(serve: Serve) -> None:

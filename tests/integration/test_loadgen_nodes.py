@@ -84,8 +84,12 @@ def test_a_node_killed_mid_run_shows_up_as_errors_and_the_report_comes_out() -> 
     assert report["requests"] == 150
     assert report["successes"] + report["errors"]["total"] == 150
     assert report["errors"]["total"] > 0
-    assert set(report["errors"]["byKind"]) <= {"connect", "other"}
+    # Failed connects (few: the dead node backs off), then its requests fail without one.
+    assert set(report["errors"]["byKind"]) <= {"connect", "down", "other"}
     assert "connect" in report["errors"]["byKind"]
+    (down,) = report["targetsDown"]
+    assert (down["target"], down["wentAway"]) == (second.url, True)
+    assert 1 <= down["failedConnects"] <= report["errors"]["byKind"]["connect"]
     per_node = {row["node"]: row for row in report["perNode"]}
     # The failures are charged to the node that was behind the dead target.
     assert per_node["2"]["errors"] == report["errors"]["total"]

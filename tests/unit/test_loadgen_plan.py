@@ -82,8 +82,17 @@ def test_a_sweep_allows_processes_up_to_its_largest_level() -> None:
     assert plan.with_concurrency(20).processes == 8
 
 
-def test_every_run_has_a_deadline() -> None:
-    assert LoadPlan(duration_s=10, timeout_s=5).run_deadline_s() == 25.0
-    assert LoadPlan(requests=10, concurrency=5, timeout_s=2).run_deadline_s() == 4 + 12.0
-    assert LoadPlan(requests=100, rate=50.0, timeout_s=1).run_deadline_s() == 2 + 11.0
+def test_every_run_has_the_documented_deadline() -> None:
+    # The longest the stop condition allows, plus one timeout (docs/load-report.md).
+    assert LoadPlan(duration_s=10, timeout_s=5).run_deadline_s() == 10 + 5.0
+    assert LoadPlan(duration_s=3, rate=20.0, timeout_s=2).run_deadline_s() == 3 + 2.0
+    assert LoadPlan(requests=10, concurrency=5, timeout_s=2).run_deadline_s() == 2 * 2 + 2.0
+    assert LoadPlan(requests=100, rate=50.0, timeout_s=1).run_deadline_s() == 2 + 1.0
     assert LoadPlan(deadline_s=3.0).run_deadline_s() == 3.0
+
+
+def test_scheduled_requests() -> None:
+    assert LoadPlan(requests=40).scheduled == 40
+    assert LoadPlan(rate=20.0, duration_s=3).scheduled == 60
+    assert LoadPlan(rate=20.0, requests=7).scheduled == 7
+    assert LoadPlan(duration_s=3).scheduled is None  # a closed loop for a while: no count

@@ -9,6 +9,7 @@ from typing import Any
 import jsonschema
 import pytest
 
+from loadgen.health import DownTarget
 from loadgen.plan import LoadPlan
 from loadgen.report import build_report, calibration_entry, rfc3339, sweep_entry, verdict
 from loadgen.schema import REPORT_SCHEMA
@@ -19,8 +20,9 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 # The keys of docs/contracts.md, in its order.
 CONTRACT_KEYS = [
     "schemaVersion", "generation", "startedAt", "finishedAt", "mode", "path", "targets",
-    "concurrency", "rate", "processes", "durationSeconds", "requests", "successes", "errors",
-    "rps", "latencyMillis", "serviceMillis", "perNode", "calibration", "sweep",
+    "concurrency", "rate", "processes", "durationSeconds", "scheduled", "requests", "successes",
+    "errors", "rps", "latencyMillis", "serviceMillis", "perNode", "targetsDown", "calibration",
+    "sweep",
     "breakingConcurrency", "sloP99Millis", "verdict", "histogram",
 ]  # fmt: skip
 
@@ -117,6 +119,29 @@ def test_open_loop_report() -> None:
     report = build_report(LoadPlan(rate=25.0, requests=50), _result({"1": [1.0] * 50}))
     _validate(report)
     assert (report["mode"], report["rate"]) == ("open", 25)
+    assert report["scheduled"] == report["requests"] == 50
+    assert report["targetsDown"] == []
+
+
+def test_requests_the_run_never_sent_are_counted_and_judged() -> None:
+    plan = LoadPlan(rate=20.0, duration_s=3.0)
+    report = build_report(plan, _result({"1": [1.0] * 15}, {"not_sent": 45}))
+    _validate(report)
+    assert report["scheduled"] == report["requests"] == 60
+    assert report["errors"] == {"total": 45, "byKind": {"not_sent": 45}}
+    assert report["verdict"] == "Errors"  # three quarters of the schedule never went out
+    assert build_report(LoadPlan(duration_s=3.0), _result({"1": [1.0]}))["scheduled"] is None
+
+
+def test_a_target_that_went_away_is_reported() -> None:
+    result = _result({"1": [1.0] * 20}, {"connect": 4, "down": 40})
+    result.stats.record_target_down("http://127.0.0.1:5001", DownTarget(True, 4))
+    report = build_report(LoadPlan(duration_s=3.0), result)
+    _validate(report)
+    assert report["targetsDown"] == [
+        {"target": "http://127.0.0.1:5001", "wentAway": True, "failedConnects": 4}
+    ]
+    assert report["errors"]["byKind"] == {"connect": 4, "down": 40}
 
 
 def test_crashed_when_p99_passes_the_slo() -> None:
@@ -173,3 +198,17 @@ def test_calibration_without_service_times() -> None:
 
 def test_rfc3339() -> None:
     assert rfc3339(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
+
+
+def test_the_tables_say_what_was_not_sent_and_which_target_went_away() -> None:
+    from rich.console import Console
+
+    from loadgen.render import report_tables
+
+    result = _result({"1": [1.0] * 15}, {"connect": 3, "not_sent": 42})
+    result.stats.record_target_down("http://127.0.0.1:5001", DownTarget(True, 3))
+    console = Console(record=True, width=200)
+    console.print(report_tables(build_report(LoadPlan(rate=20.0, duration_s=3.0), result)))
+    text = console.export_text()
+    assert "60 (15 ok) of 60 scheduled, 42 not sent before the run ended" in text
+    assert "http://127.0.0.1:5001: went away (answered, then refused), 3 failed connects" in text

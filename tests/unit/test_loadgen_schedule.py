@@ -64,3 +64,16 @@ def test_split_evenly() -> None:
     assert schedule.split_evenly(10, 3) == [4, 3, 3]
     assert schedule.split_evenly(2, 2) == [1, 1]
     assert sum(schedule.split_evenly(17, 5)) == 17
+
+
+@pytest.mark.parametrize(
+    ("start", "stop", "stride", "slots"),
+    [(0, 60, 1, 1), (3, 100, 2, 3), (1, 97, 4, 6), (7, 7, 1, 2), (5, 2, 1, 3), (2, 10**6, 3, 5)],
+)
+def test_count_by_slot_matches_walking_the_indices(
+    start: int, stop: int, stride: int, slots: int
+) -> None:
+    walked = [0] * slots
+    for index in range(start, stop, stride):
+        walked[index % slots] += 1
+    assert schedule.count_by_slot(start, stop, stride, slots) == walked

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hdrh.histogram import HdrHistogram
 
+from loadgen.health import DownTarget
 from loadgen.stats import (
     HIGHEST_TRACKABLE_US,
     HistogramRecorder,
@@ -130,6 +131,23 @@ def test_merge_across_processes_equals_recording_in_one() -> None:
     assert list(merged.latency().counts) == list(one.latency().counts)
     assert summarize(merged.latency()) == summarize(one.latency())
     assert summarize(merged.service) == summarize(one.service)
+
+
+def test_targets_down_survive_the_wire_and_add_up_across_processes() -> None:
+    a, b = RunStats(), RunStats()
+    a.record_target_down("http://dead", DownTarget(went_away=False, failed_connects=2))
+    b.record_target_down("http://dead", DownTarget(went_away=True, failed_connects=3))
+    b.record_target_down("http://other", DownTarget(went_away=False, failed_connects=1))
+    b.record_error("http://dead", "not_sent", 5)
+    merged = RunStats()
+    merged.merge(RunStats.from_wire(a.to_wire()))
+    merged.merge(RunStats.from_wire(b.to_wire()))
+    assert merged.targets_down == {
+        "http://dead": DownTarget(went_away=True, failed_connects=5),
+        "http://other": DownTarget(went_away=False, failed_connects=1),
+    }
+    assert merged.errors == {"not_sent": 5}
+    assert merged.target_errors == {"http://dead": 5}
 
 
 def test_merged_minimum_is_the_true_minimum() -> None:
