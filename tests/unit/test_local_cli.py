@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nodelab.local import cli_challenge, cli_run, cli_tour
+from nodelab.local import cli_challenge, cli_run, cli_tour, common
 
 PHASES = Path(__file__).resolve().parents[2] / "manifests" / "phases"
 
@@ -44,3 +44,52 @@ def test_tour_refuses_a_bad_phase_before_starting_anything(
     assert cli_tour.main(["--phases", str(tmp_path), "--out", str(tmp_path / "out")]) == 2
     assert "spec.load.concurrency" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+class _NoFleet:
+    """Stands in for the fleet: a phase file refused up front must never get this far."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise AssertionError("a fleet was started for a phase file that should be refused")
+
+
+def test_malformed_yaml_names_the_line_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(common, "Fleet", _NoFleet)
+    lines = (PHASES / "phase-1-overwhelm.yaml").read_text().splitlines()
+    where = next(i for i, line in enumerate(lines) if line.strip().startswith("workers:"))
+    lines[where] = " " + lines[where]  # one space too many: no longer a key of its mapping
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("\n".join(lines) + "\n")
+    assert cli_run.main([str(bad), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert f"{bad}: line {where + 1}, column " in err
+    assert "not valid YAML" in err
+    assert "Traceback" not in err
+    assert cli_tour.main(["--phases", str(_phases_with(tmp_path, bad))]) == 2
+    assert "not valid YAML" in capsys.readouterr().err
+
+
+def _phases_with(tmp_path: Path, phase: Path) -> Path:
+    phases = tmp_path / "phases"
+    phases.mkdir()
+    (phases / "phase-1-bad.yaml").write_text(phase.read_text())
+    return phases
+
+
+@pytest.mark.parametrize("name", ["1lab", "lab.v2", "Scaling-Lab", "a" * 41])
+def test_a_name_no_cluster_would_take_is_refused_naming_metadata_name(
+    name: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(common, "Fleet", _NoFleet)
+    bad = tmp_path / "bad.yaml"
+    text = (PHASES / "phase-1-overwhelm.yaml").read_text()
+    bad.write_text(text.replace("name: scaling-lab", f"name: {name}", 1))
+    assert cli_run.main([str(bad), "--quick"]) == 2
+    err = capsys.readouterr().err
+    assert f"metadata.name: Invalid value: {name!r}" in err
+    assert "DNS-1035" in err

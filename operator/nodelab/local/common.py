@@ -6,6 +6,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import yaml
+
 from loadgen.plan import PlanError
 from nodelab import spec as nodelab_spec
 from nodelab import validation
@@ -22,16 +24,32 @@ EXIT_INTERRUPTED = 130
 
 
 def load_phase(path: str | Path, prog: str) -> nodelab_spec.NodeLab | None:
-    """The validated NodeLab of a phase file, or None after printing why not (exit 2)."""
+    """The validated NodeLab of a phase file, or None after printing why not (exit 2).
+
+    A name no cluster would take (``metadata.name``) is refused here too: the parse checks it.
+    """
     try:
         return nodelab_spec.load_phase_file(path)
     except validation.SpecInvalid as exc:
         print(f"{prog}: {path}: {exc}", file=sys.stderr)
     except OSError as exc:
         print(f"{prog}: cannot read {path}: {exc.strerror or exc}", file=sys.stderr)
-    except ValueError as exc:  # YAML syntax errors
+    except yaml.YAMLError as exc:
+        print(f"{prog}: {path}: {yaml_problem(exc)}", file=sys.stderr)
+    except ValueError as exc:  # not UTF-8 text
         print(f"{prog}: {path}: not a YAML phase file: {exc}", file=sys.stderr)
     return None
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML syntax error in one line: where (1-based line and column) and what."""
+    if not isinstance(exc, yaml.MarkedYAMLError) or exc.problem_mark is None:
+        return f"not valid YAML: {exc}"
+    mark = exc.problem_mark
+    text = f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML: {exc.problem}"
+    if exc.context and exc.context_mark is not None:
+        text += f" ({exc.context} that starts on line {exc.context_mark.line + 1})"
+    return text
 
 
 def with_fleet(
