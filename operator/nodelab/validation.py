@@ -147,7 +147,7 @@ def _cel_errors(obj: Any, schema: dict[str, Any], path: str) -> Iterator[FieldEr
             yield from _cel_errors(item, schema["items"], f"{path}[{index}]")
 
 
-class _NoOldSelf:
+class _NoOldSelf(celpy.celtypes.MapType):
     """``oldSelf`` on create: a CEL optional holding no value (cel-python has no optionals)."""
 
 
