@@ -11,6 +11,7 @@ import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 
 from node_service.permits import PERMITS_ENV, PermitDesk
+from node_service.scratch import OwnedDir
 from node_service.settings import NodeSettings, parse_settings, settings_to_env
 
 __all__ = ["APP_FACTORY", "main", "serve"]
@@ -57,11 +58,12 @@ def serve(settings: NodeSettings) -> int:
     # A private directory for the workers' metric files, so one scrape sees the whole node.
     # tempfile honours TMPDIR and falls back to /tmp: the writable emptyDir under Kubernetes'
     # readOnlyRootFilesystem. Skipped only if prometheus_client is already loaded in this process
-    # (embedding), where its storage can no longer switch to files.
-    metrics_dir: str | None = None
+    # (embedding), where its storage can no longer switch to files. Making it removes those a
+    # SIGKILLed node left behind (node_service.scratch).
+    metrics_dir: OwnedDir | None = None
     if settings.workers > 1 or "prometheus_client" not in sys.modules:
-        metrics_dir = tempfile.mkdtemp(prefix="nodelab-metrics-")
-        env[_MULTIPROC_ENV] = metrics_dir
+        metrics_dir = OwnedDir("nodelab-metrics-")
+        env[_MULTIPROC_ENV] = metrics_dir.path
     # Several workers take their turns from one desk in this process (node_service.permits).
     desk: PermitDesk | None = None
     if settings.workers > 1:
@@ -88,7 +90,7 @@ def serve(settings: NodeSettings) -> int:
             desk.stop()
             shutil.rmtree(os.path.dirname(desk.path), ignore_errors=True)
         if metrics_dir is not None:
-            shutil.rmtree(metrics_dir, ignore_errors=True)
+            metrics_dir.remove()
     return 0
 
 

@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -24,6 +23,7 @@ from types import TracebackType
 
 import httpx
 
+from node_service.scratch import OwnedDir
 from nodelab.local import procs
 from nodelab.local.settings import LocalSettings
 
@@ -133,7 +133,8 @@ class Fleet:
         self.say = say
         self.spec: FleetSpec | None = None
         self.nodes: list[NodeProcess] = []
-        self._logs = tempfile.TemporaryDirectory(prefix="nodelab-fleet-")
+        # The nodes' logs; making it removes those of a runtime that was SIGKILLed.
+        self._logs = OwnedDir("nodelab-fleet-")
         self._preexec = _die_with_parent()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -152,7 +153,7 @@ class Fleet:
     def close(self) -> None:
         """Stop every node and remove the logs."""
         self.stop()
-        self._logs.cleanup()
+        self._logs.remove()
 
     def stop(self) -> None:
         """Stop every node of the fleet (SIGTERM to each group, SIGKILL after the grace)."""
@@ -243,7 +244,7 @@ class Fleet:
             "--workers", str(spec.workers), "--load-factor", str(spec.load_factor),
             "--io-millis", str(spec.io_millis),
         ]  # fmt: skip
-        log_path = Path(self._logs.name) / f"{node_id}.log"
+        log_path = Path(self._logs.path) / f"{node_id}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
                 args,
