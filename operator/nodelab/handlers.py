@@ -39,6 +39,10 @@ __all__ = [
 ]
 
 _RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
+# True once every child exists and this lab controls it; False (ChildConflict) while an object
+# it does not control has a child's name, which the operator then leaves alone.
+CHILDREN_APPLIED = "ChildrenApplied"
+_APPLIED = "every child exists and this NodeLab controls it"
 # Conflicts and server trouble pass; a refused object (bad request, invalid) does not.
 _PERMANENT_STATUSES = {400, 404, 422}
 
@@ -151,7 +155,15 @@ def apply_lab(
         # Retrying cannot fix a spec: the next change of it calls this handler again.
         raise kopf.PermanentError(f"invalid spec: {message}") from None
 
-    outcomes = _apply_children(lab, body, settings, cluster)
+    valid = lab_status.find_condition(conditions, lab_status.SPEC_VALID) or {}
+    under_way = status.get("observedGeneration") == generation and valid.get("status") == "True"
+    if not under_way:
+        conditions = _start_conditions(conditions, generation, stamp)
+    try:
+        outcomes = _apply_children(lab, body, settings, cluster)
+    except k8s.ChildConflict as exc:
+        _report_conflict(body, patch, conditions, generation, exc, settings)
+        raise kopf.PermanentError(f"{exc}; the progress timer tries again") from None
     deployment = names.deployment(name)
     kopf.info(
         body,
@@ -164,9 +176,16 @@ def apply_lab(
     )
     logger.info("children of generation %s: %s", generation, outcomes)
 
-    valid = lab_status.find_condition(conditions, lab_status.SPEC_VALID) or {}
-    if status.get("observedGeneration") == generation and valid.get("status") == "True":
+    if under_way:
         return  # a resume of a generation already under way: the progress timer carries on
+    patch.status["phase"] = lab_status.DEPLOYING
+    patch.status["observedGeneration"] = generation
+    patch.status["conditions"] = conditions
+
+
+def _start_conditions(
+    conditions: list[dict[str, Any]], generation: int, stamp: str
+) -> list[dict[str, Any]]:
     for type_, state, reason, message in (
         (lab_status.SPEC_VALID, "True", "Valid", "spec accepted"),
         (lab_status.AVAILABLE, "Unknown", "RolloutStarted", f"rolling out generation {generation}"),
@@ -177,13 +196,41 @@ def apply_lab(
             "the load runs once every node pod is ready",
         ),
         (lab_status.SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet"),
+        (CHILDREN_APPLIED, "True", "Applied", _APPLIED),
     ):
         conditions = lab_status.set_condition(
             conditions, type_, state, reason, message, generation=generation, now=stamp
         )
-    patch.status["phase"] = lab_status.DEPLOYING
+    return conditions
+
+
+def _report_conflict(
+    body: kopf.Body,
+    patch: kopf.Patch,
+    conditions: list[dict[str, Any]],
+    generation: int,
+    conflict: k8s.ChildConflict,
+    settings: OperatorSettings,
+) -> None:
+    """ChildrenApplied=False/ChildConflict and phase Failed; a Warning Event if that is news."""
+    message = (
+        f"{conflict}: the operator leaves it alone and creates its own once it is gone "
+        f"(it looks again every {settings.reconcile_interval:g} s)"
+    )
+    before = lab_status.find_condition(conditions, CHILDREN_APPLIED) or {}
+    patch.status["phase"] = lab_status.FAILED
     patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = conditions
+    patch.status["conditions"] = lab_status.set_condition(
+        conditions,
+        CHILDREN_APPLIED,
+        "False",
+        "ChildConflict",
+        message,
+        generation=generation,
+        now=_now(),
+    )
+    if (before.get("reason"), before.get("message")) != ("ChildConflict", message):
+        kopf.warn(body, reason="ChildConflict", message=message)
 
 
 def progress_tick(
@@ -214,22 +261,27 @@ def progress_tick(
         lab = parse_lab(name, namespace, meta, spec, settings)
     except validation.SpecInvalid:
         return  # the change handler reported it
+    conditions = list(status.get("conditions") or ())
+    applied = lab_status.find_condition(conditions, CHILDREN_APPLIED) or {}
+    conflicted = applied.get("status") == "False"
+    owner = str(meta.get("uid"))
     try:
+        if conflicted:
+            _apply_children(lab, body, settings, cluster)  # the object in the way may be gone
         deployment = cluster.get("Deployment", namespace, names.deployment(name))
+        if deployment is not None and k8s.controller_uid(deployment) != owner:
+            raise k8s.ChildConflict(deployment, "Deployment")
         ready, _how_far = lab_status.rollout_progress(deployment, generation)
         pods = (
             cluster.list("Pod", namespace, names.node_selector(name))
             if deployment and not ready
             else []
         )
-        jobs = cluster.list(
-            "Job",
-            namespace,
-            {
-                names.INSTANCE_LABEL: name,
-                names.COMPONENT_LABEL: "load",
-            },
+        labelled = cluster.list(
+            "Job", namespace, {names.INSTANCE_LABEL: name, names.COMPONENT_LABEL: "load"}
         )
+        # Labels are anyone's to set: only Jobs this lab controls count, or are deleted.
+        jobs = [job for job in labelled if k8s.controller_uid(job) == owner]
         observed = progress.Observation(deployment=deployment, pods=pods, jobs=jobs)
         now = datetime.datetime.now(datetime.UTC)
         decision = progress.decide(lab, _plain(status), observed, settings, now)
@@ -247,12 +299,26 @@ def progress_tick(
         for job_name in decision.delete_jobs:
             if cluster.delete("Job", namespace, job_name):
                 kopf.info(body, reason="LoadJobDeleted", message=f"old load Job {job_name} deleted")
+    except k8s.ChildConflict as exc:
+        _report_conflict(body, patch, conditions, generation, exc, settings)
+        return
     except k8s.ApiError as exc:
         raise _api_failure(exc) from exc
     for event in decision.events:
         kopf.event(body, type=event.type, reason=event.reason, message=event.message)
     for key, value in decision.status.items():
         patch.status[key] = value
+    if conflicted:
+        patch.status["conditions"] = lab_status.set_condition(
+            decision.status.get("conditions") or conditions,
+            CHILDREN_APPLIED,
+            "True",
+            "Applied",
+            _APPLIED,
+            generation=generation,
+            now=_now(),
+        )
+        kopf.info(body, reason="ChildrenApplied", message=f"the conflict is over: {_APPLIED}")
     if decision.status:
         logger.debug("status of generation %s: %s", generation, sorted(decision.status))
 
@@ -260,6 +326,7 @@ def progress_tick(
 def _apply_children(
     lab: NodeLab, owner: kopf.Body, settings: OperatorSettings, cluster: k8s.Cluster
 ) -> dict[str, str]:
+    """Create or patch every child in order; ChildConflict stops at the first one in the way."""
     children = builders.build_children(lab, settings)
     kopf.adopt(children, owner=owner)
     outcomes: dict[str, str] = {}

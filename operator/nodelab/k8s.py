@@ -18,7 +18,7 @@ from typing import Any
 
 import kubernetes
 
-__all__ = ["KINDS", "ApiError", "Cluster", "Kind"]
+__all__ = ["KINDS", "ApiError", "ChildConflict", "Cluster", "Kind", "controller_uid"]
 
 
 class ApiError(Exception):
@@ -29,6 +29,39 @@ class ApiError(Exception):
         self.status = status
         self.reason = reason
         self.message = message
+
+
+class ChildConflict(Exception):
+    """An object has a child's name but another controller (or none): it is left alone."""
+
+    def __init__(self, existing: Mapping[str, Any], kind: str) -> None:
+        meta = existing.get("metadata") or {}
+        self.kind = kind
+        self.name = str(meta.get("name"))
+        controller = _controller(existing)
+        holder = (
+            f"its controller is {controller.get('kind')} {controller.get('name')}, "
+            f"uid {controller.get('uid')}"
+            if controller
+            else "it has no controller"
+        )
+        super().__init__(
+            f"{kind} {self.name} exists and this NodeLab does not control it ({holder})"
+        )
+
+
+def _controller(obj: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    for ref in (obj.get("metadata") or {}).get("ownerReferences") or ():
+        if ref.get("controller"):
+            found: Mapping[str, Any] = ref
+            return found
+    return None
+
+
+def controller_uid(obj: Mapping[str, Any]) -> str | None:
+    """The uid of the object's controller (the owner reference with ``controller: true``)."""
+    controller = _controller(obj)
+    return str(controller["uid"]) if controller and controller.get("uid") else None
 
 
 @dataclass(frozen=True)
@@ -174,7 +207,9 @@ class Cluster:
     def apply(self, obj: Mapping[str, Any], *, create_only: bool = False) -> str:
         """Create ``obj``, or patch it to match if it already exists (409).
 
-        Returns ``"created"``, ``"patched"``, or ``"exists"`` with ``create_only``.
+        Returns ``"created"``, ``"patched"``, or ``"exists"`` with ``create_only``. If ``obj``
+        names a controller (``kopf.adopt``), an existing object is touched only if that same
+        controller (by uid) controls it; otherwise ChildConflict, and it stays as it is.
         """
         try:
             self.create(obj)
@@ -182,10 +217,21 @@ class Cluster:
         except ApiError as exc:
             if exc.status != 409:
                 raise
+        kind, meta = obj["kind"], obj["metadata"]
+        owner = controller_uid(obj)
+        if owner is None and create_only:
+            return "exists"
+        existing = self.get(kind, meta["namespace"], meta["name"])
+        if existing is None:
+            raise ApiError(409, "Conflict", f"{kind} {meta['name']} was deleted while applied")
+        if owner is not None and controller_uid(existing) != owner:
+            raise ChildConflict(existing, kind)
         if create_only:
             return "exists"
-        meta = obj["metadata"]
-        self.patch(obj["kind"], meta["namespace"], meta["name"], obj)
+        # The version just checked: if the object is replaced before the patch, it fails (409).
+        version = (existing.get("metadata") or {}).get("resourceVersion")
+        body = {**obj, "metadata": {**meta, "resourceVersion": version}} if version else obj
+        self.patch(kind, meta["namespace"], meta["name"], body)
         return "patched"
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:

@@ -272,6 +272,166 @@ async def test_a_name_no_child_can_carry_is_refused_before_any_child(emulator: E
         assert children == set(), "no child was created"
 
 
+ROLES = "rbac.authorization.k8s.io/v1/roles"
+
+
+def _foreign_deployment() -> dict[str, Any]:
+    # Someone else's Deployment with the lab's child name and labels: labels prove nothing.
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "scaling-lab-node", "namespace": "default",
+                     "labels": {"app.kubernetes.io/instance": "scaling-lab"}},
+        "spec": {"replicas": 7, "selector": {"matchLabels": {"app": "theirs"}},
+                 "template": {"metadata": {"labels": {"app": "theirs"}},
+                              "spec": {"containers": [{"name": "app", "image": "theirs:1"}]}}},
+    }  # fmt: skip
+
+
+def _earlier_labs_role() -> dict[str, Any]:
+    # The load Role of an earlier NodeLab of the same name (another uid), not yet collected.
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+        "metadata": {"name": "scaling-lab-loadgen", "namespace": "default", "ownerReferences": [{
+            "apiVersion": "lab.nodelab.dev/v1alpha1", "kind": "NodeLab", "name": "scaling-lab",
+            "uid": "uid-of-an-earlier-lab", "controller": True, "blockOwnerDeletion": True}]},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("resource", "foreign", "named"),
+    [
+        (DEPLOYMENTS, _foreign_deployment, "Deployment scaling-lab-node"),
+        (ROLES, _earlier_labs_role, "Role scaling-lab-loadgen"),
+    ],
+    ids=["unowned-deployment", "role-of-another-lab"],
+)
+async def test_an_object_in_the_way_is_left_alone_until_it_is_gone(
+    emulator: Emulator, resource: str, foreign: Any, named: str
+) -> None:
+    async with running_operator(emulator, SETTINGS) as cluster:
+        theirs = foreign()
+        await asyncio.to_thread(cluster.create, theirs)
+        before = copy.deepcopy(emulator.get(resource, theirs["metadata"]["name"]))
+        await _create_lab(emulator)
+        condition = await eventually(
+            lambda: (
+                emulator.condition("ChildrenApplied").get("reason") == "ChildConflict"
+                and emulator.condition("ChildrenApplied")
+            ),
+            "ChildrenApplied=False/ChildConflict",
+        )
+        assert condition["status"] == "False"
+        assert f"{named} exists and this NodeLab does not control it" in condition["message"]
+        assert emulator.lab_status()["phase"] == "Failed"
+        # A few ticks later: still not patched, not adopted, and nothing after it was created.
+        calls = cluster.calls
+        await eventually(lambda: cluster.calls >= calls + 6, "a few more ticks")
+        assert emulator.get(resource, theirs["metadata"]["name"]) == before
+        assert emulator.get(SERVICES, "scaling-lab-node-headless") is None
+        assert emulator.condition("ChildrenApplied")["reason"] == "ChildConflict"
+
+        # Its owner removes it: the operator creates its own and carries on.
+        await asyncio.to_thread(
+            cluster.delete, theirs["kind"], "default", theirs["metadata"]["name"]
+        )
+        await eventually(
+            lambda: emulator.condition("ChildrenApplied").get("status") == "True",
+            "ChildrenApplied=True",
+        )
+        ours = await eventually(
+            lambda: emulator.get(resource, theirs["metadata"]["name"]), "the lab's own object"
+        )
+        lab_uid = emulator.get(NODELABS, "scaling-lab")["metadata"]["uid"]  # type: ignore[index]
+        assert [ref["uid"] for ref in ours["metadata"]["ownerReferences"]] == [lab_uid]
+        await eventually(
+            lambda: emulator.lab_status().get("phase") == "Deploying", "Deploying again"
+        )
+
+
+async def test_a_deployment_that_stops_being_the_labs_is_not_reconciled(emulator: Emulator) -> None:
+    async with running_operator(emulator, SETTINGS):
+        await _create_lab(emulator)
+        await eventually(lambda: emulator.get(DEPLOYMENTS, "scaling-lab-node"), "the Deployment")
+        await eventually(lambda: emulator.lab_status().get("phase") == "Deploying", "Deploying")
+        # Someone orphans it (or replaces it with their own): the timer must not go on with it.
+        orphan = {"metadata": {"ownerReferences": None}}
+        await emulator.patch("Deployment", "scaling-lab-node", orphan)
+        await emulator.mark_deployment_ready()
+        condition = await eventually(
+            lambda: (
+                emulator.condition("ChildrenApplied").get("reason") == "ChildConflict"
+                and emulator.condition("ChildrenApplied")
+            ),
+            "ChildrenApplied=False/ChildConflict",
+        )
+        assert (
+            "Deployment scaling-lab-node exists and this NodeLab does not control it"
+            in (condition["message"])
+        )
+        assert emulator.lab_status()["phase"] == "Failed"
+        assert "ownerReferences" not in emulator.get(DEPLOYMENTS, "scaling-lab-node")["metadata"]  # type: ignore[index]
+        assert emulator.names(JOBS) == [], "no load against a fleet that is not the lab's"
+
+
+def _forged_job(generation: int, status: dict[str, Any]) -> dict[str, Any]:
+    labels = {
+        "app.kubernetes.io/name": "nodelab-load", "app.kubernetes.io/instance": "scaling-lab",
+        "app.kubernetes.io/component": "load", "lab.nodelab.dev/generation": str(generation),
+    }  # fmt: skip
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": f"scaling-lab-load-g{generation}", "labels": labels},
+        "spec": {"template": {"spec": {"containers": [{"name": "x", "image": "theirs:1"}]}}},
+        "status": status,
+    }
+
+
+async def test_jobs_with_the_labs_labels_are_neither_counted_nor_deleted(
+    emulator: Emulator,
+) -> None:
+    failed = {"failed": 1, "conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded"}]}  # fmt: skip
+    async with running_operator(emulator, SETTINGS):
+        # A "running" Job of an older generation (the operator deletes its own such Jobs) and
+        # one with the name of this generation's load Job, failed, as if the run had failed.
+        await emulator.create("Job", _forged_job(0, {"active": 1}))
+        await emulator.create("Job", _forged_job(1, failed))
+        await _create_lab(emulator)
+        await eventually(lambda: emulator.get(DEPLOYMENTS, "scaling-lab-node"), "the Deployment")
+        await emulator.mark_deployment_ready()
+        condition = await eventually(
+            lambda: (
+                emulator.condition("ChildrenApplied").get("reason") == "ChildConflict"
+                and emulator.condition("ChildrenApplied")
+            ),
+            "ChildrenApplied=False/ChildConflict",
+        )
+        assert (
+            "Job scaling-lab-load-g1 exists and this NodeLab does not control it (it has no"
+            in (condition["message"])
+        )
+        assert emulator.condition("LoadComplete").get("reason") != "BackoffLimitExceeded"
+        assert emulator.names(JOBS) == ["scaling-lab-load-g0", "scaling-lab-load-g1"]
+
+        await emulator.delete("Job", "scaling-lab-load-g1")
+        job = await eventually(
+            lambda: (
+                (j := emulator.get(JOBS, "scaling-lab-load-g1"))
+                and "ownerReferences" in (j["metadata"])
+                and j
+            ),
+            "the lab's own load Job",
+        )
+        assert _command(job)[:2] == ["nodelab", "load"]
+        await eventually(
+            lambda: emulator.condition("ChildrenApplied").get("status") == "True",
+            "ChildrenApplied=True",
+        )
+        assert "scaling-lab-load-g0" in emulator.names(JOBS), "not the operator's to delete"
+
+
 def _report(generation: int) -> dict[str, Any]:
     return {
         "schemaVersion": 1, "generation": generation, "finishedAt": "2025-01-01T00:00:59Z",

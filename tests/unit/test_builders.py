@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import kopf
 import pytest
-from nodelab import builders, names, quantity, spec
+from nodelab import builders, k8s, names, quantity, spec
 from nodelab.settings import OperatorSettings, SettingsError
 
 from loadgen import cli as loadgen_cli
@@ -182,6 +183,25 @@ def test_children_order_and_names(lab: spec.NodeLab) -> None:
         ("Service", "scaling-lab-node"),
         ("Service", "scaling-lab-node-headless"),
     ]
+
+
+def test_adopted_children_are_recognised_as_the_labs_own(lab: spec.NodeLab) -> None:
+    # Cluster.apply patches an existing object only if its controller's uid is the one the
+    # desired object names: after kopf.adopt that is the lab, for every child and the Job.
+    owner = {
+        "apiVersion": "lab.nodelab.dev/v1alpha1",
+        "kind": "NodeLab",
+        "metadata": {"name": lab.name, "namespace": lab.namespace, "uid": "lab-uid"},
+    }
+    children = [*builders.build_children(lab, SETTINGS), builders.build_load_job(lab, SETTINGS)]
+    kopf.adopt(children, owner=owner)
+    assert {k8s.controller_uid(child) for child in children} == {"lab-uid"}
+    someone_elses = {"metadata": {"name": "x", "ownerReferences": [{"uid": "lab-uid"}]}}
+    assert k8s.controller_uid(someone_elses) is None, "an owner that is not the controller"
+    conflict = k8s.ChildConflict(someone_elses, "Role")
+    assert (
+        str(conflict) == "Role x exists and this NodeLab does not control it (it has no controller)"
+    )
 
 
 def test_node_image_override() -> None:

@@ -47,11 +47,11 @@ OPERATOR_RULES: Rules = {
     ("lab.nodelab.dev", "nodelabs/status"): frozenset({"get", "patch"}),
     ("lab.nodelab.dev", "nodelabs/finalizers"): frozenset({"update"}),
     ("apps", "deployments"): frozenset({"get", "create", "patch"}),
-    ("", "services"): frozenset({"create", "patch"}),
-    ("", "serviceaccounts"): frozenset({"create", "patch"}),
-    ("rbac.authorization.k8s.io", "roles"): frozenset({"create", "patch"}),
-    ("rbac.authorization.k8s.io", "rolebindings"): frozenset({"create", "patch"}),
-    ("batch", "jobs"): frozenset({"list", "create", "delete"}),
+    ("", "services"): frozenset({"get", "create", "patch"}),
+    ("", "serviceaccounts"): frozenset({"get", "create", "patch"}),
+    ("rbac.authorization.k8s.io", "roles"): frozenset({"get", "create", "patch"}),
+    ("rbac.authorization.k8s.io", "rolebindings"): frozenset({"get", "create", "patch"}),
+    ("batch", "jobs"): frozenset({"get", "list", "create", "delete"}),
     ("", "pods"): frozenset({"list"}),
     ("", "events"): frozenset({"create"}),
 }
@@ -537,12 +537,13 @@ def test_the_load_job_role_is_what_the_operator_may_grant() -> None:
     test_no_rbac_rule_has_a_wildcard("build_loadgen_role", role)
 
 
-def test_every_kind_the_operator_creates_is_granted_create() -> None:
+def test_every_kind_the_operator_creates_is_granted_create_and_get() -> None:
+    # get: on a 409, nodelab.k8s.Cluster.apply reads the object to see whose it is.
     granted = _rules(_one("ClusterRole"))
     for obj in _built(PHASES / "phase-4-horizontal.yaml"):
         group = obj["apiVersion"].rpartition("/")[0]
         resource = obj["kind"].lower() + "s"
-        assert "create" in granted.get((group, resource), frozenset()), (group, resource)
+        assert {"create", "get"} <= granted.get((group, resource), frozenset()), (group, resource)
 
 
 def test_the_operator_may_block_the_deletion_of_its_nodelabs() -> None:
