@@ -54,7 +54,10 @@ def serve(settings: NodeSettings) -> int:
     """Run the node until SIGTERM/SIGINT; in-flight requests get ``graceful_timeout`` to finish."""
     import uvicorn
 
+    from node_service.protocol import BoundedHttpToolsProtocol
+
     env = settings_to_env(settings)
+    connections = settings.connections
     # A private directory for the workers' metric files, so one scrape sees the whole node.
     # tempfile honours TMPDIR and falls back to /tmp: the writable emptyDir under Kubernetes'
     # readOnlyRootFilesystem. Skipped only if prometheus_client is already loaded in this process
@@ -80,10 +83,14 @@ def serve(settings: NodeSettings) -> int:
                 port=settings.port,
                 workers=settings.workers,
                 loop="uvloop",
-                http="httptools",
+                http=BoundedHttpToolsProtocol,  # httptools, with bounded request headers
                 lifespan="on",
                 access_log=settings.access_log,
                 timeout_graceful_shutdown=settings.graceful_timeout,
+                timeout_keep_alive=connections.keep_alive_timeout,
+                # uvicorn answers 503 once it holds `limit_concurrency` connections, counting
+                # the one asking: one more lets `max_connections` connections be served.
+                limit_concurrency=connections.max_connections + 1,
             )
     finally:
         if desk is not None:

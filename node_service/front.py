@@ -8,10 +8,13 @@ Every other request passes through here to count it, time it, track it as in fli
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
+
+from pydantic import JsonValue
 
 from node_service.metrics import route_label
 from node_service.state import WorkerState
@@ -101,7 +104,8 @@ class Front:
             self._metrics.observe(label, status, time.perf_counter() - started)
 
     async def _read_bounded(self, scope: Scope, receive: Receive, send: Send) -> Receive | None:
-        """Read the whole body if it is within the bound; else answer 413 and return None."""
+        """Read the whole body if it is within the size and time bounds; else answer 413 or 408
+        and return None."""
         cap = self.state.settings.limits.max_body_bytes
         for name, value in scope["headers"]:
             if name == b"content-length" and value.isdigit() and int(value) > cap:
@@ -109,18 +113,28 @@ class Front:
                 return None
         chunks: list[bytes] = []
         size = 0
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return None
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            if size > cap:
-                await self._too_large(send, cap, size)
-                return None
-            chunks.append(chunk)
-            if not message.get("more_body", False):
-                break
+        timeout = self.state.settings.connections.body_timeout
+        try:
+            async with asyncio.timeout(timeout):
+                while True:
+                    message = await receive()
+                    if message["type"] == "http.disconnect":
+                        return None
+                    chunk = message.get("body", b"")
+                    size += len(chunk)
+                    if size > cap:
+                        await self._too_large(send, cap, size)
+                        return None
+                    chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        break
+        except TimeoutError:
+            # A body trickled in (or promised and never sent) would hold the connection and
+            # what came of it for as long as the client likes.
+            error = "request body took too long"
+            limit: dict[str, JsonValue] = {"field": "body", "limit": "bodyTimeout", "max": timeout}
+            await self._refuse(send, 408, {"error": error, **limit})
+            return None
         body = b"".join(chunks)
         replayed = False
 
@@ -134,20 +148,21 @@ class Front:
         return replay
 
     async def _too_large(self, send: Send, cap: int, actual: int) -> None:
-        body = json.dumps(
-            {
-                "error": "request body too large",
-                "field": "body",
-                "limit": "maxBodyBytes",
-                "max": cap,
-                "actual": actual,
-                **self.state.identity(),
-            }
-        ).encode()
+        error = "request body too large"
+        limit: dict[str, JsonValue] = {
+            "field": "body",
+            "limit": "maxBodyBytes",
+            "max": cap,
+            "actual": actual,
+        }
+        await self._refuse(send, 413, {"error": error, **limit})
+
+    async def _refuse(self, send: Send, status: int, error: dict[str, JsonValue]) -> None:
+        body = json.dumps({**error, **self.state.identity()}).encode()
         await send(
             {
                 "type": "http.response.start",
-                "status": 413,
+                "status": status,
                 # The rest of the body stays unread: closing the connection discards it.
                 "headers": [
                     *_JSON_HEADERS,

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "IO_MILLIS_MAX",
     "LOAD_FACTOR_MAX",
+    "ConnectionLimits",
     "NodeSettings",
     "StoreLimits",
     "build_parser",
@@ -52,6 +53,17 @@ class StoreLimits:
 
 
 @dataclass(frozen=True)
+class ConnectionLimits:
+    """Bounds of one worker's HTTP connections: how long and how much a client may take."""
+
+    header_timeout: int = 10
+    body_timeout: int = 30
+    keep_alive_timeout: int = 5
+    max_connections: int = 1024
+    max_header_bytes: int = 16 * 1024
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     """Everything a node process needs, fixed at start-up."""
 
@@ -64,6 +76,7 @@ class NodeSettings:
     access_log: bool = False
     graceful_timeout: int = 25
     limits: StoreLimits = field(default_factory=StoreLimits)
+    connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     # Wall-clock start of the node, not the worker: uptime is the node's, whichever worker answers.
     started_at: float = field(default_factory=time.time)
 
@@ -130,6 +143,41 @@ _OPTIONS: list[tuple[str, str, Callable[[str], object], str, str]] = [
         "25",
         "on SIGTERM, seconds in-flight requests get to finish",
     ),
+    (
+        "--header-timeout",
+        "NODELAB_HEADER_TIMEOUT",
+        _bounded_int(1, 3600),
+        "10",
+        "seconds a client gets to send a request's headers (from connecting or the last answer)",
+    ),
+    (
+        "--body-timeout",
+        "NODELAB_BODY_TIMEOUT",
+        _bounded_int(1, 3600),
+        "30",
+        "seconds a client gets to send a POST /data body once its headers arrived",
+    ),
+    (
+        "--keep-alive-timeout",
+        "NODELAB_KEEP_ALIVE_TIMEOUT",
+        _bounded_int(1, 3600),
+        "5",
+        "seconds an idle keep-alive connection stays open",
+    ),
+    (
+        "--max-connections",
+        "NODELAB_MAX_CONNECTIONS",
+        _bounded_int(1, 65535),
+        "1024",
+        "connections one worker serves at once; requests on more are answered 503",
+    ),
+    (
+        "--max-header-bytes",
+        "NODELAB_MAX_HEADER_BYTES",
+        _bounded_int(1024, 1024 * 1024),
+        str(16 * 1024),
+        "largest request line + headers, bytes (431 past it)",
+    ),
     ("--max-key-length", "NODELAB_MAX_KEY_LENGTH", _bounded_int(1, 4096), "256", "store limit"),
     (
         "--max-value-bytes",
@@ -194,6 +242,13 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         max_keys=ns.max_keys,
         max_store_bytes=ns.max_store_bytes,
     )
+    connections = ConnectionLimits(
+        header_timeout=ns.header_timeout,
+        body_timeout=ns.body_timeout,
+        keep_alive_timeout=ns.keep_alive_timeout,
+        max_connections=ns.max_connections,
+        max_header_bytes=ns.max_header_bytes,
+    )
     started_at = env.get(STARTED_AT_ENV)
     return NodeSettings(
         host=ns.host,
@@ -205,6 +260,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         access_log=ns.access_log,
         graceful_timeout=ns.graceful_timeout,
         limits=limits,
+        connections=connections,
         started_at=float(started_at) if started_at else time.time(),
     )
 
@@ -212,6 +268,7 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
 def settings_to_env(settings: NodeSettings) -> dict[str, str]:
     """The environment that makes :func:`settings_from_env` rebuild ``settings`` in a worker."""
     limits = settings.limits
+    connections = settings.connections
     return {
         "NODELAB_HOST": settings.host,
         "NODELAB_PORT": str(settings.port),
@@ -220,6 +277,11 @@ def settings_to_env(settings: NodeSettings) -> dict[str, str]:
         "NODELAB_LOAD_FACTOR": str(settings.load_factor),
         "NODELAB_IO_MILLIS": str(settings.io_millis),
         "NODELAB_GRACEFUL_TIMEOUT": str(settings.graceful_timeout),
+        "NODELAB_HEADER_TIMEOUT": str(connections.header_timeout),
+        "NODELAB_BODY_TIMEOUT": str(connections.body_timeout),
+        "NODELAB_KEEP_ALIVE_TIMEOUT": str(connections.keep_alive_timeout),
+        "NODELAB_MAX_CONNECTIONS": str(connections.max_connections),
+        "NODELAB_MAX_HEADER_BYTES": str(connections.max_header_bytes),
         "NODELAB_ACCESS_LOG": "1" if settings.access_log else "0",
         "NODELAB_MAX_KEY_LENGTH": str(limits.max_key_length),
         "NODELAB_MAX_VALUE_BYTES": str(limits.max_value_bytes),

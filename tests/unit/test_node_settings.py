@@ -45,8 +45,22 @@ def test_settings_are_frozen() -> None:
 
 def test_round_trip_through_the_environment_of_a_worker() -> None:
     argv = ["--port", "7000", "--id", "n-2", "--workers", "3", "--load-factor", "25"]
-    settings = parse_settings([*argv, "--io-millis", "5", "--max-keys", "7", "--access-log"], {})
+    argv += ["--io-millis", "5", "--max-keys", "7", "--access-log"]
+    argv += ["--header-timeout", "3", "--body-timeout", "4"]
+    argv += ["--keep-alive-timeout", "6", "--max-connections", "8", "--max-header-bytes", "2048"]
+    settings = parse_settings(argv, {})
     assert settings_from_env(settings_to_env(settings)) == settings
+    connections = settings.connections
+    assert (connections.header_timeout, connections.body_timeout) == (3, 4)
+    assert (connections.keep_alive_timeout, connections.max_connections) == (6, 8)
+    assert connections.max_header_bytes == 2048
+
+
+def test_connection_defaults_bound_a_slow_client() -> None:
+    connections = parse_settings([], environ={}).connections
+    assert (connections.header_timeout, connections.body_timeout) == (10, 30)
+    assert (connections.keep_alive_timeout, connections.max_connections) == (5, 1024)
+    assert connections.max_header_bytes == 16 * 1024
 
 
 @pytest.mark.parametrize(
@@ -61,6 +75,11 @@ def test_round_trip_through_the_environment_of_a_worker() -> None:
         (["--id", ""], "--id"),
         (["--max-keys", "0"], "--max-keys"),
         (["--graceful-timeout", "0"], "--graceful-timeout"),
+        (["--header-timeout", "0"], "--header-timeout"),
+        (["--body-timeout", "0"], "--body-timeout"),
+        (["--keep-alive-timeout", "0"], "--keep-alive-timeout"),
+        (["--max-connections", "0"], "--max-connections"),
+        (["--max-header-bytes", "100"], "--max-header-bytes"),
         (["--no-such-flag"], "--no-such-flag"),
     ],
 )
