@@ -228,10 +228,17 @@ class Cluster:
             raise ChildConflict(existing, kind)
         if create_only:
             return "exists"
-        # The version just checked: if the object is replaced before the patch, it fails (409).
-        version = (existing.get("metadata") or {}).get("resourceVersion")
-        body = {**obj, "metadata": {**meta, "resourceVersion": version}} if version else obj
-        self.patch(kind, meta["namespace"], meta["name"], body)
+        # The uid just checked: if the object is replaced before the patch, the patch fails.
+        # Not the resourceVersion: controllers bump it with every status write.
+        uid = (existing.get("metadata") or {}).get("uid")
+        body = {**obj, "metadata": {**meta, "uid": uid}} if uid else obj
+        try:
+            self.patch(kind, meta["namespace"], meta["name"], body)
+        except ApiError as exc:
+            if exc.status == 422 and "metadata.uid" in exc.message:
+                # The server's word for "replaced since the check": worth a retry, not final.
+                raise ApiError(409, "Conflict", f"{kind} {meta['name']} was replaced") from exc
+            raise
         return "patched"
 
     def delete(self, kind: str, namespace: str, name: str) -> bool:
