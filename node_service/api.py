@@ -5,21 +5,22 @@ and names the node and worker pid that answered, because with several workers "w
 that" is the first question.
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the routes' parameter types carry this node's bounds
+# (locals of build_api), and FastAPI can only read annotations evaluated where they are written.
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from pydantic import BaseModel, JsonValue, ValidationError
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 
+from node_service.answers import RESPONSES, data_item_schema, install_openapi, key_schema
 from node_service.metrics import CONTENT_TYPE_LATEST
-from node_service.settings import IO_MILLIS_MAX, LOAD_FACTOR_MAX
 from node_service.state import WorkerState
 from node_service.store import StoreError, encode_value
 
@@ -54,13 +55,21 @@ def _invalid(errors: Sequence[Any], identity: dict[str, JsonValue]) -> JSONRespo
     return JSONResponse({**body, **identity}, status_code=422)
 
 
-# POST /data reads its body itself (below), so the schema is declared for the docs by hand.
-_DATA_OPENAPI = {
-    "requestBody": {
-        "required": True,
-        "content": {"application/json": {"schema": DataItem.model_json_schema()}},
-    }
-}
+class _AnyKey(Convertor[str]):
+    """Whatever follows ``/data/``, so that the key rules refuse a bad key with 422.
+
+    Starlette's default (``[^/]+``) leaves an empty key or one with an encoded "/" unrouted: a
+    bare 404 no document describes. Its ``path`` convertor (``.*``) stops at a newline, and
+    ``$`` matches before a trailing one, so ``/data/a%0A`` would read key ``a``.
+    """
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
 
 
 def build_api(state: WorkerState) -> FastAPI:
@@ -71,7 +80,9 @@ def build_api(state: WorkerState) -> FastAPI:
         yield
         state.metrics.worker_stopped()
 
+    settings = state.settings
     api = FastAPI(title="NodeLab node", lifespan=lifespan)
+    install_openapi(api)
     store = state.store
 
     @api.exception_handler(RequestValidationError)
@@ -86,7 +97,22 @@ def build_api(state: WorkerState) -> FastAPI:
             headers=exc.headers,
         )
 
-    @api.post("/data", status_code=201, openapi_extra=_DATA_OPENAPI)
+    # POST /data reads its body itself (below), so its schema is declared by hand.
+    data_body = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": data_item_schema(settings)}},
+        }
+    }
+
+    @api.post(
+        "/data",
+        status_code=201,
+        operation_id="put_data",
+        response_model=None,
+        responses=RESPONSES["put"],
+        openapi_extra=data_body,
+    )
     async def put_data(request: Request) -> JSONResponse:
         """Store ``value`` under ``key`` in this worker's store."""
         # Parsed here rather than by FastAPI: JSON is accepted whatever the Content-Type says
@@ -118,15 +144,24 @@ def build_api(state: WorkerState) -> FastAPI:
         }
         return JSONResponse(body, status_code=201)
 
-    @api.get("/data/{key}")
-    async def get_data(key: str) -> Response:
+    register_url_convertor("nodelab_key", _AnyKey())
+
+    @api.get(
+        "/data/{key:nodelab_key}",
+        operation_id="get_data",
+        response_model=None,
+        responses=RESPONSES["get"],
+    )
+    async def get_data(
+        key: Annotated[str, Path(json_schema_extra=key_schema(settings))],
+    ) -> Response:
         """The value under ``key`` in this worker's store, or 404 saying whose store was asked."""
         try:
             store.check_key(key)
         except StoreError as exc:
             return JSONResponse({**exc.to_json(), **state.identity()}, status_code=exc.status)
         if key not in store:
-            workers = state.settings.workers
+            workers = settings.workers
             detail = (
                 "this worker has no such key; stores are per worker process "
                 f"({workers} workers on this node) and per node"
@@ -141,19 +176,17 @@ def build_api(state: WorkerState) -> FastAPI:
         answer = b'%s,"value":%s,%s' % (head.encode(), store.get(key), tail.encode())
         return Response(answer, media_type="application/json")
 
-    @api.get("/work")
+    @api.get("/work", operation_id="work", response_model=None, responses=RESPONSES["work"])
     async def work(
         load_factor: Annotated[
-            int | None, Query(alias="loadFactor", ge=0, le=LOAD_FACTOR_MAX)
-        ] = None,
-        io_millis: Annotated[int | None, Query(alias="ioMillis", ge=0, le=IO_MILLIS_MAX)] = None,
+            int, Query(alias="loadFactor", ge=0, le=settings.max_load_factor)
+        ] = settings.load_factor,
+        io_millis: Annotated[
+            int, Query(alias="ioMillis", ge=0, le=settings.max_io_millis)
+        ] = settings.io_millis,
     ) -> JSONResponse:
         """Compute fib(loadFactor) and wait ioMillis, when one of the node's workers is free."""
-        settings = state.settings
-        done = await state.work.run(
-            settings.load_factor if load_factor is None else load_factor,
-            settings.io_millis if io_millis is None else io_millis,
-        )
+        done = await state.work.run(load_factor, io_millis)
         state.metrics.work_service.observe(done.service_millis / 1000)
         state.metrics.work_queue.observe(done.queue_millis / 1000)
         body = {
@@ -166,7 +199,12 @@ def build_api(state: WorkerState) -> FastAPI:
         }
         return JSONResponse(body)
 
-    @api.get("/metrics")
+    @api.get(
+        "/metrics",
+        operation_id="metrics",
+        response_class=PlainTextResponse,
+        responses={200: {"description": "Prometheus text exposition format."}},
+    )
     async def metrics() -> Response:
         """Prometheus text exposition of the whole node."""
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

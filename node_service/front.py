@@ -57,9 +57,11 @@ class Front:
 
     async def _health(self, scope: Scope, send: Send) -> None:
         started = time.perf_counter()
+        headers = _JSON_HEADERS
         if scope["method"] not in ("GET", "HEAD"):
             status = 405
             body = b'{"error":"method not allowed","allow":"GET, HEAD"}'
+            headers = [*headers, (b"allow", b"GET, HEAD")]  # RFC 9110 asks it of every 405
         else:
             status = 200
             body = self._health_head + b'%.3f,"inFlight":%d}' % (
@@ -70,7 +72,7 @@ class Front:
             {
                 "type": "http.response.start",
                 "status": status,
-                "headers": [*_JSON_HEADERS, (b"content-length", b"%d" % len(body))],
+                "headers": [*headers, (b"content-length", b"%d" % len(body))],
             }
         )
         if scope["method"] == "HEAD":

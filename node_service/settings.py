@@ -75,6 +75,8 @@ class NodeSettings:
     io_millis: int = 0
     access_log: bool = False
     graceful_timeout: int = 25
+    max_load_factor: int = LOAD_FACTOR_MAX
+    max_io_millis: int = IO_MILLIS_MAX
     limits: StoreLimits = field(default_factory=StoreLimits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
     # Wall-clock start of the node, not the worker: uptime is the node's, whichever worker answers.
@@ -135,6 +137,20 @@ _OPTIONS: list[tuple[str, str, Callable[[str], object], str, str]] = [
         _bounded_int(0, IO_MILLIS_MAX),
         "0",
         "simulated I/O wait (asyncio.sleep) of each /work, ms",
+    ),
+    (
+        "--max-load-factor",
+        "NODELAB_MAX_LOAD_FACTOR",
+        _bounded_int(0, LOAD_FACTOR_MAX),
+        str(LOAD_FACTOR_MAX),
+        "largest loadFactor a /work query may ask for",
+    ),
+    (
+        "--max-io-millis",
+        "NODELAB_MAX_IO_MILLIS",
+        _bounded_int(0, IO_MILLIS_MAX),
+        str(IO_MILLIS_MAX),
+        "largest ioMillis a /work query may ask for",
     ),
     (
         "--graceful-timeout",
@@ -236,6 +252,12 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
             ns.access_log = _flag_bool(env.get("NODELAB_ACCESS_LOG", ""))
         except argparse.ArgumentTypeError as exc:
             parser.error(f"argument --access-log: {exc} (from environment NODELAB_ACCESS_LOG)")
+    for flag, value, bound_flag, bound in (
+        ("--load-factor", ns.load_factor, "--max-load-factor", ns.max_load_factor),
+        ("--io-millis", ns.io_millis, "--max-io-millis", ns.max_io_millis),
+    ):
+        if value > bound:
+            parser.error(f"argument {flag}: {value} is above {bound_flag} {bound}")
     limits = StoreLimits(
         max_key_length=ns.max_key_length,
         max_value_bytes=ns.max_value_bytes,
@@ -259,6 +281,8 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
         io_millis=ns.io_millis,
         access_log=ns.access_log,
         graceful_timeout=ns.graceful_timeout,
+        max_load_factor=ns.max_load_factor,
+        max_io_millis=ns.max_io_millis,
         limits=limits,
         connections=connections,
         started_at=float(started_at) if started_at else time.time(),
@@ -277,6 +301,8 @@ def settings_to_env(settings: NodeSettings) -> dict[str, str]:
         "NODELAB_LOAD_FACTOR": str(settings.load_factor),
         "NODELAB_IO_MILLIS": str(settings.io_millis),
         "NODELAB_GRACEFUL_TIMEOUT": str(settings.graceful_timeout),
+        "NODELAB_MAX_LOAD_FACTOR": str(settings.max_load_factor),
+        "NODELAB_MAX_IO_MILLIS": str(settings.max_io_millis),
         "NODELAB_HEADER_TIMEOUT": str(connections.header_timeout),
         "NODELAB_BODY_TIMEOUT": str(connections.body_timeout),
         "NODELAB_KEEP_ALIVE_TIMEOUT": str(connections.keep_alive_timeout),

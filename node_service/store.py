@@ -21,6 +21,7 @@ from node_service.settings import StoreLimits
 
 __all__ = [
     "ENTRY_OVERHEAD_BYTES",
+    "KEY_PATTERN",
     "KeyRejected",
     "PutResult",
     "Store",
@@ -30,8 +31,12 @@ __all__ = [
     "encode_value",
 ]
 
-# "/" would not survive GET /data/{key}; control characters do not belong in a key.
-_BAD_KEY_CHAR = re.compile(r"[/\x00-\x1f\x7f]")
+# A key must come back as one segment of GET /data/{key}: no "/", and not "." or ".." (clients
+# resolve those as dot segments before sending), so at least one character other than "."; and
+# no control character. Also the JSON Schema pattern of a key (ECMA-262 reads \xHH as Python).
+_REFUSED = r"/\x00-\x1f\x7f"
+KEY_PATTERN = f"^[^{_REFUSED}]*[^{_REFUSED}.][^{_REFUSED}]*$"
+_KEY = re.compile(KEY_PATTERN)
 
 # What an entry costs beyond its key's and value's bytes, on 64-bit CPython 3.11: the key's str
 # header (49), the value's bytes header (33), each rounded up to the allocator's 16-byte size
@@ -126,7 +131,7 @@ class Store:
             raise KeyRejected("minKeyLength", 1, 0, "key")
         if len(key) > self.limits.max_key_length:
             raise KeyRejected("maxKeyLength", self.limits.max_key_length, len(key), "key")
-        if _BAD_KEY_CHAR.search(key):
+        if not _KEY.fullmatch(key):  # fullmatch: "$" alone would let a trailing "\n" pass
             raise KeyRejected("keyCharacters", 0, 1, "key")
 
     def put(self, key: str, value: bytes) -> PutResult:

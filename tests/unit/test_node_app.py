@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -60,7 +61,8 @@ async def test_health_escapes_the_node_id() -> None:
 
 
 async def test_health_refuses_other_methods(client: httpx.AsyncClient) -> None:
-    assert (await client.post("/health")).status_code == 405
+    response = await client.post("/health")
+    assert (response.status_code, response.headers["allow"]) == (405, "GET, HEAD")
 
 
 async def test_data_round_trip(client: httpx.AsyncClient) -> None:
@@ -224,6 +226,60 @@ async def test_work_bad_overrides_are_422(
     response = await client.get("/work", params=params)
     assert response.status_code == 422
     assert response.json()["field"] == field
+
+
+async def test_work_query_bounds_are_the_nodes() -> None:
+    settings = NodeSettings(load_factor=3, io_millis=0, max_load_factor=10, max_io_millis=50)
+    app = create_app(settings)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://n") as c:
+        assert (await c.get("/work", params={"loadFactor": 10})).status_code == 200
+        assert (await c.get("/work", params={"loadFactor": 11})).status_code == 422
+        assert (await c.get("/work", params={"ioMillis": 51})).status_code == 422
+        document = (await c.get("/openapi.json")).json()
+    parameters = {p["name"]: p["schema"] for p in document["paths"]["/work"]["get"]["parameters"]}
+    load_factor, io_millis = parameters["loadFactor"], parameters["ioMillis"]
+    assert (load_factor["minimum"], load_factor["maximum"], load_factor["default"]) == (0, 10, 3)
+    assert (io_millis["minimum"], io_millis["maximum"], io_millis["default"]) == (0, 50, 0)
+
+
+@pytest.mark.parametrize("key", ["", ".", "..", "...", "a/b", "a\n", "x" * 17, "\x7f"], ids=repr)
+async def test_refused_keys_are_422_on_every_route(client: httpx.AsyncClient, key: str) -> None:
+    response = await client.post("/data", json={"key": key, "value": 1})
+    assert (response.status_code, response.json()["field"]) == (422, "key")
+    if key not in {".", ".."}:  # clients resolve dot segments before a request is sent
+        response = await client.get("/data/" + quote(key, safe=""))
+        assert (response.status_code, response.json()["field"]) == (422, "key")
+
+
+async def test_a_trailing_newline_does_not_read_another_key(client: httpx.AsyncClient) -> None:
+    await client.post("/data", json={"key": "a", "value": 1})
+    assert (await client.get("/data/a%0A")).status_code == 422
+
+
+async def test_openapi_document_resolves_and_states_the_answers(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+
+    def refs(node: object) -> Iterator[str]:
+        if isinstance(node, dict):
+            for name, value in node.items():
+                if name == "$ref":
+                    yield value
+                yield from refs(value)
+        elif isinstance(node, list):
+            for value in node:
+                yield from refs(value)
+
+    schemas = document["components"]["schemas"]
+    for ref in refs(document):
+        assert ref.startswith("#/components/schemas/") and ref.rsplit("/", 1)[1] in schemas
+    paths = document["paths"]
+    assert set(paths) == {"/health", "/data", "/data/{key}", "/work", "/metrics"}
+    assert set(paths["/data"]["post"]["responses"]) >= {"201", "413", "422", "507"}
+    assert set(paths["/data/{key}"]["get"]["responses"]) >= {"200", "404", "422"}
+    assert "text/plain" in paths["/metrics"]["get"]["responses"]["200"]["content"]
+    assert "field" in schemas["FieldError"]["properties"]
+    key = paths["/data"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert key["properties"]["key"]["maxLength"] == LIMITS.max_key_length
 
 
 async def test_work_runs_one_at_a_time_per_worker(client: httpx.AsyncClient) -> None:

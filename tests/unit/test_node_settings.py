@@ -45,11 +45,12 @@ def test_settings_are_frozen() -> None:
 
 def test_round_trip_through_the_environment_of_a_worker() -> None:
     argv = ["--port", "7000", "--id", "n-2", "--workers", "3", "--load-factor", "25"]
-    argv += ["--io-millis", "5", "--max-keys", "7", "--access-log"]
-    argv += ["--header-timeout", "3", "--body-timeout", "4"]
+    argv += ["--io-millis", "5", "--max-keys", "7", "--access-log", "--max-load-factor", "30"]
+    argv += ["--max-io-millis", "9", "--header-timeout", "3", "--body-timeout", "4"]
     argv += ["--keep-alive-timeout", "6", "--max-connections", "8", "--max-header-bytes", "2048"]
     settings = parse_settings(argv, {})
     assert settings_from_env(settings_to_env(settings)) == settings
+    assert (settings.max_load_factor, settings.max_io_millis) == (30, 9)
     connections = settings.connections
     assert (connections.header_timeout, connections.body_timeout) == (3, 4)
     assert (connections.keep_alive_timeout, connections.max_connections) == (6, 8)
@@ -80,6 +81,9 @@ def test_connection_defaults_bound_a_slow_client() -> None:
         (["--keep-alive-timeout", "0"], "--keep-alive-timeout"),
         (["--max-connections", "0"], "--max-connections"),
         (["--max-header-bytes", "100"], "--max-header-bytes"),
+        (["--max-load-factor", "41"], "--max-load-factor"),
+        (["--load-factor", "20", "--max-load-factor", "10"], "--load-factor"),
+        (["--io-millis", "20", "--max-io-millis", "10"], "--io-millis"),
         (["--no-such-flag"], "--no-such-flag"),
     ],
 )
