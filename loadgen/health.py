@@ -18,8 +18,8 @@ from dataclasses import dataclass
 __all__ = ["BACKOFF_BASE_S", "BACKOFF_CAP_S", "DownTarget", "TargetHealth", "backoff_s"]
 
 BACKOFF_BASE_S = 0.05
-# A restarted pod answers within a second of listening again; a dead one costs at most
-# about two attempts a second.
+# A restarted pod is tried within a second of listening again; a dead one costs each process
+# at most two attempts a second (every wait is at least half the cap).
 BACKOFF_CAP_S = 1.0
 
 
