@@ -6,11 +6,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test lint unit integration manifests-check bench e2e kind-up phase kind-down clean
+.PHONY: help venv demo test lint unit integration cluster-bin cluster manifests-check bench e2e kind-up phase kind-down clean
 
 help:
 	@echo "make demo        run the scaling tour on this machine (quick mode; FULL=1 for the workshop's figures)"
-	@echo "make test        lint + unit + integration tests (kind e2e tests skip without docker/kind)"
+	@echo "make test        lint + unit + integration + cluster tests (kind e2e tests skip without docker/kind)"
+	@echo "make cluster-bin build etcd + kube-apiserver/controller-manager/scheduler + kubectl (cached)"
 	@echo "make bench       benchmarks: ratios against wrk, bare frameworks and the model (QUICK=1: < 3 min)"
 	@echo "make kind-up     create a kind cluster, build and load the image, install CRD + operator"
 	@echo "make phase N=2   apply manifests/phases/phase-N-*.yaml to the cluster"
@@ -39,7 +40,15 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/pytest -q tests/integration
 
-test: lint
+# The real-API tier's control plane, built from the upstream Go modules into a cache outside the
+# repository (~/.cache/nodelab/kube-<version>/bin, or $$NODELAB_CACHE); a no-op when it is there.
+cluster-bin: $(STAMP)
+	$(BIN)/python -m tests.support.cluster.binaries
+
+cluster: cluster-bin
+	$(BIN)/pytest -q -ra tests/cluster
+
+test: lint cluster-bin
 	$(BIN)/pytest -q -ra tests
 
 bench: $(STAMP)
