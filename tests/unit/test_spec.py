@@ -153,6 +153,20 @@ def test_fleet_size_limit_is_inclusive(replicas: int, workers: int, valid: bool)
         ]
 
 
+@pytest.mark.parametrize("cpu", ["0", "0.0", "0.000", "00"])
+def test_a_worker_without_cpu_is_refused(cpu: str) -> None:
+    # Found against a real API server: the pattern alone admits them, and the pod then asked
+    # for no CPU at all.
+    assert _errors(_lab(node={"cpuPerWorker": cpu})) == [
+        "spec.node.cpuPerWorker: Invalid value: spec.node.cpuPerWorker must be more than zero"
+    ]
+
+
+@pytest.mark.parametrize("cpu", ["1", "0.5", "0.001", "250m", "2.5"])
+def test_a_worker_with_some_cpu_is_fine(cpu: str) -> None:
+    assert spec.parse_nodelab(_lab(node={"cpuPerWorker": cpu})).spec.node.cpu_per_worker == cpu
+
+
 def test_a_sweep_of_distinct_levels_and_a_lone_rate_are_fine() -> None:
     assert spec.parse_nodelab(_lab(load={"sweep": [20, 1, 5]})).spec.load.sweep == (20, 1, 5)
     assert spec.parse_nodelab(_lab(load={"rate": 0.5})).spec.load.rate == 0.5
