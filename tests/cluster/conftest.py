@@ -7,6 +7,7 @@ cannot be made (not root). ``make test`` builds the control plane first (``make 
 from __future__ import annotations
 
 import contextlib
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +37,34 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Cluste
     if reason:
         pytest.skip(reason)
     workdir = tmp_path_factory.mktemp("cluster")
+    # A SIGTERM (a CI time limit) unwinds like Ctrl-C, so the cluster is still stopped and reaped.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     with harness.running_cluster(workdir, nodes=NODES, cpu=NODE_CPU) as running:
         install(running)
         yield running
+    signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@pytest.fixture
+def namespace(cluster: harness.Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A namespace enforcing Pod Security "restricted" for one test, deleted (and its pods
+    gone, so their CPU is free for the next test's pods) when the test ends."""
+    name = request.node.name.split("[")[0].replace("_", "-")[:40].strip("-").lower()
+    name = name.removeprefix("test-")
+    cluster.kubectl("create", "namespace", name)
+    cluster.kubectl(
+        "label", "namespace", name,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "pod-security.kubernetes.io/enforce-version=latest",
+    )  # fmt: skip
+    try:
+        yield name
+    finally:
+        cluster.kubectl("delete", "namespace", name, "--wait=true", "--timeout=180s", timeout=200)
 
 
 def install(cluster: harness.Cluster) -> None:

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from tests.cluster.conftest import eventually
-from tests.cluster.test_phases import PHASES, completed, restricted_namespace, scaled
+from tests.cluster.test_phases import PHASES, completed, scaled
 from tests.support.cluster.harness import Cluster, KubectlError
 
 
@@ -33,10 +33,9 @@ def _condition(cluster: Cluster, namespace: str, name: str, kind: str) -> dict[s
 
 
 def test_a_pod_bigger_than_any_node_is_the_hardware_max_in_the_schedulers_words(
-    cluster: Cluster,
+    cluster: Cluster, namespace: str
 ) -> None:
-    namespace, name = "hardware-max", "too-big"
-    restricted_namespace(cluster, namespace)
+    name = "too-big"
     # 20 workers x 500m = 10 CPUs; the nodes have 6 each.
     _apply(cluster, namespace, _lab(name, workers=20))
 
@@ -74,10 +73,9 @@ def _operator_pod(cluster: Cluster) -> str:
 
 
 def test_an_operator_restarted_mid_run_makes_exactly_one_job_per_generation(
-    cluster: Cluster,
+    cluster: Cluster, namespace: str
 ) -> None:
-    namespace, name = "restart", "restarted"
-    restricted_namespace(cluster, namespace)
+    name = "restarted"
     document = _lab(name)
     # A load long enough to restart the operator while it runs.
     document["spec"]["load"] = {"concurrency": 2, "durationSeconds": 8}
@@ -103,10 +101,9 @@ def test_an_operator_restarted_mid_run_makes_exactly_one_job_per_generation(
 
 
 def test_deleting_a_nodelab_lets_the_garbage_collector_remove_its_children(
-    cluster: Cluster,
+    cluster: Cluster, namespace: str
 ) -> None:
-    namespace, name = "collected", "short-lived"
-    restricted_namespace(cluster, namespace)
+    name = "short-lived"
     generation = _apply(cluster, namespace, _lab(name))
     eventually(lambda: completed(cluster, namespace, name, generation), timeout=120, what="done")
     kinds = "deployments,services,serviceaccounts,roles,rolebindings,jobs,pods"

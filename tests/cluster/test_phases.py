@@ -28,7 +28,6 @@ PHASES = [
         "phase-4-horizontal.yaml",
     )
 ]
-NAMESPACE = "phases"
 LAB = "scaling-lab"
 LOAD_FACTOR = 20  # fib(20): about a millisecond of CPU per request
 PHASE_TIMEOUT_S = 240.0
@@ -39,16 +38,6 @@ def scaled(path: Path) -> dict[str, Any]:
     document = copy.deepcopy(yaml.safe_load(path.read_text()))
     document["spec"]["node"]["work"]["loadFactor"] = LOAD_FACTOR
     return document
-
-
-def restricted_namespace(cluster: Cluster, name: str) -> None:
-    """A namespace that enforces the Pod Security "restricted" profile."""
-    cluster.kubectl("create", "namespace", name)
-    cluster.kubectl(
-        "label", "namespace", name,
-        "pod-security.kubernetes.io/enforce=restricted",
-        "pod-security.kubernetes.io/enforce-version=latest",
-    )  # fmt: skip
 
 
 def completed(
@@ -65,14 +54,15 @@ def completed(
 
 
 @pytest.mark.timeout(4 * PHASE_TIMEOUT_S + 120)
-def test_phases_one_to_four_complete_with_measured_latencies(cluster: Cluster) -> None:
-    restricted_namespace(cluster, NAMESPACE)
+def test_phases_one_to_four_complete_with_measured_latencies(
+    cluster: Cluster, namespace: str
+) -> None:
     for number, path in enumerate(PHASES, start=1):
-        cluster.kubectl("apply", "-n", NAMESPACE, "-f", "-", stdin=yaml.safe_dump(scaled(path)))
-        generation = cluster.get("nodelab", "-n", NAMESPACE, LAB)["metadata"]["generation"]
+        cluster.kubectl("apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(scaled(path)))
+        generation = cluster.get("nodelab", "-n", namespace, LAB)["metadata"]["generation"]
         assert generation == number
         lab = eventually(
-            lambda g=generation: completed(cluster, NAMESPACE, LAB, g),
+            lambda g=generation: completed(cluster, namespace, LAB, g),
             timeout=PHASE_TIMEOUT_S,
             what=f"{path.name} Completed",
             poll=1.0,
@@ -82,21 +72,21 @@ def test_phases_one_to_four_complete_with_measured_latencies(cluster: Cluster) -
         assert run["successes"] > 0 and run["latencyMillis"]["p99"] > 0
         wanted = yaml.safe_load(path.read_text())["spec"]
         assert len(run.get("perNode") or []) == wanted["node"]["replicas"], run.get("perNode")
-        jobs = cluster.get("jobs", "-n", NAMESPACE, "-l", f"app.kubernetes.io/instance={LAB}")
+        jobs = cluster.get("jobs", "-n", namespace, "-l", f"app.kubernetes.io/instance={LAB}")
         assert [j["metadata"]["name"] for j in jobs["items"]].count(
             f"{LAB}-load-g{generation}"
         ) == 1
 
     # `kubectl wait` on the documented condition returns at once for a finished lab.
     cluster.kubectl(
-        "wait", "-n", NAMESPACE, "--for=condition=LoadComplete", "--timeout=30s", f"nodelab/{LAB}"
+        "wait", "-n", namespace, "--for=condition=LoadComplete", "--timeout=30s", f"nodelab/{LAB}"
     )
-    table = cluster.kubectl("get", "nodelabs", "-n", NAMESPACE).stdout.splitlines()
+    table = cluster.kubectl("get", "nodelabs", "-n", namespace).stdout.splitlines()
     header, row = table[0].split(), table[1].split()
     columns = "NAME REPLICAS WORKERS CONCURRENCY P50 P99 RPS VERDICT PHASE AGE"
     assert header == columns.split(), header
     assert len(row) == len(header), f"a printer column is empty: {table}"
-    history = cluster.get("nodelab", "-n", NAMESPACE, LAB)["status"]["history"]
+    history = cluster.get("nodelab", "-n", namespace, LAB)["status"]["history"]
     assert [row["generation"] for row in history] == [1, 2, 3, 4]
     assert [(r["replicas"], r["workers"]) for r in history] == [(1, 1), (1, 10), (1, 10), (3, 10)]
     print("\n".join(table))
