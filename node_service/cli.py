@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import sys
-import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 
 from node_service.permits import PERMITS_ENV, PermitDesk
@@ -69,9 +67,10 @@ def serve(settings: NodeSettings) -> int:
         env[_MULTIPROC_ENV] = metrics_dir.path
     # Several workers take their turns from one desk in this process (node_service.permits).
     desk: PermitDesk | None = None
+    permits_dir: OwnedDir | None = None
     if settings.workers > 1:
-        permits_dir = tempfile.mkdtemp(prefix="nodelab-permits-")
-        desk = PermitDesk(os.path.join(permits_dir, "desk.sock"), settings.workers)
+        permits_dir = OwnedDir("nodelab-permits-")
+        desk = PermitDesk(os.path.join(permits_dir.path, "desk.sock"), settings.workers)
         desk.start()
         env[PERMITS_ENV] = desk.path
     try:
@@ -95,7 +94,8 @@ def serve(settings: NodeSettings) -> int:
     finally:
         if desk is not None:
             desk.stop()
-            shutil.rmtree(os.path.dirname(desk.path), ignore_errors=True)
+        if permits_dir is not None:
+            permits_dir.remove()
         if metrics_dir is not None:
             metrics_dir.remove()
     return 0

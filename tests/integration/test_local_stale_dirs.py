@@ -72,17 +72,18 @@ def test_a_directory_stays_while_its_owner_runs_and_goes_once_it_was_killed(
         reap(owner)
 
 
-def test_a_sigkilled_nodes_metrics_directory_is_removed_when_the_next_node_starts(
-    tmp_path: Path,
+@pytest.mark.parametrize("prefix", ["nodelab-metrics-", "nodelab-permits-"])
+def test_a_sigkilled_nodes_scratch_directory_is_removed_when_the_next_node_starts(
+    tmp_path: Path, prefix: str
 ) -> None:
     env = {"TMPDIR": str(tmp_path)}
     with running_node("1", workers=2, env=env) as node:
-        (stale,) = dirs(tmp_path, "nodelab-metrics-")
+        (stale,) = dirs(tmp_path, prefix)
         os.killpg(node.proc.pid, signal.SIGKILL)  # the node's own group: master and workers
         node.proc.wait(timeout=30)
     assert stale.exists()
     with running_node("2", workers=2, env=env):
-        (own,) = dirs(tmp_path, "nodelab-metrics-")
+        (own,) = dirs(tmp_path, prefix)
         assert not stale.exists()
         assert own != stale
 
