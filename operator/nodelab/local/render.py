@@ -8,14 +8,17 @@ from typing import Any
 
 from rich.table import Table
 
+from nodelab import capacity
 from nodelab.local.session import PhaseResult
 
 __all__ = [
     "model_lines",
     "phase_label",
+    "predicted_verdict",
     "report_table",
     "short_reason",
     "tour_table",
+    "verdict_lines",
     "verdict_style",
 ]
 
@@ -28,6 +31,11 @@ def phase_label(result: PhaseResult) -> str:
 def verdict_style(verdict: str) -> str:
     """Rich markup colour of a verdict."""
     return {"OK": "green", "Crashed": "red"}.get(verdict, "yellow")
+
+
+def predicted_verdict(result: PhaseResult) -> str:
+    """The verdict the capacity model's p99 gives against this run's SLO."""
+    return result.prediction.verdict(result.slo_ms)
 
 
 def _ms(value: Any) -> str:
@@ -99,6 +107,8 @@ def model_lines(result: PhaseResult) -> list[str]:
         f"({_ratio(rps, prediction.throughput_rps)})",
         f"  latency:    measured mean {mean:.1f} ms / p99 {p99:.1f} ms, predicted mean "
         f"{prediction.latency_ms:.1f} ms / p99 {prediction.p99_ms:.1f} ms",
+        f"  verdict:    measured {report.get('verdict')}, predicted {predicted_verdict(result)} "
+        f"(SLO {result.slo_ms:g} ms); p99: {capacity.p99_words(prediction)}",
         f"  bottleneck: {prediction.bottleneck} - {prediction.explanation}",
     ]
     if result.sweep_predictions:
@@ -133,6 +143,7 @@ def tour_table(results: Sequence[PhaseResult], title: str) -> Table:
     table.add_column("verdict", no_wrap=True)
     table.add_column("model rps", justify="right", no_wrap=True)
     table.add_column("model p99", justify="right", no_wrap=True)
+    table.add_column("model", no_wrap=True)
     table.add_column("meas/model", justify="right", no_wrap=True)
     table.add_column("bottleneck (capacity model)")
     for result in results:
@@ -140,7 +151,9 @@ def tour_table(results: Sequence[PhaseResult], title: str) -> Table:
         latency = report.get("latencyMillis") or {}
         verdict = str(report.get("verdict"))
         rps = float(report.get("rps") or 0)
+        p99 = float(latency.get("p99") or 0)
         prediction = result.prediction
+        predicted = predicted_verdict(result)
         table.add_row(
             phase_label(result),
             str(result.node.replicas),
@@ -152,13 +165,36 @@ def tour_table(results: Sequence[PhaseResult], title: str) -> Table:
             f"[{verdict_style(verdict)}]{verdict}[/]",
             f"{prediction.throughput_rps:.1f}",
             _ms(prediction.p99_ms),
-            _ratio(rps, prediction.throughput_rps),
+            f"[{verdict_style(predicted)}]{predicted}[/]",
+            f"{_ratio(rps, prediction.throughput_rps)} / {_ratio(p99, prediction.p99_ms)}",
             short_reason(result),
         )
     slo = sorted(r.slo_ms for r in results)
     if slo:
         table.caption = (
             f"R replicas, W workers per replica, C concurrent clients; verdict: p99 vs SLO "
-            f"{slo[len(slo) // 2]:,.0f} ms; model: min(C, R*W, cores)/S, p99 = worst queueing"
+            f"{slo[len(slo) // 2]:,.0f} ms; model rps = min(C/S, R*W/S, cores/cpu); model p99 = "
+            "the slowest request: queue rounds, a worker's stack, the first round's CPU, at most "
+            "the run; meas/model: rps / p99"
         )
     return table
+
+
+def verdict_lines(results: Sequence[PhaseResult]) -> list[str]:
+    """One line per phase: its verdict, and why, in the model's words and figures."""
+    lines = []
+    for result in results:
+        report = result.report
+        verdict = str(report.get("verdict"))
+        p99 = float((report.get("latencyMillis") or {}).get("p99") or 0)
+        prediction = result.prediction
+        predicted = predicted_verdict(result)
+        slo_in_s = result.slo_ms / prediction.service_ms
+        compare = "<=" if p99 <= result.slo_ms else ">"
+        agree = "as predicted" if predicted == verdict else f"the model said {predicted}"
+        lines.append(
+            f"{phase_label(result)}: {verdict} ({agree}) - p99 {p99:,.0f} ms {compare} SLO "
+            f"{result.slo_ms:,.0f} ms (= {slo_in_s:.1f} service times S here). Model p99 "
+            f"{prediction.p99_ms:,.0f} ms: {capacity.p99_words(prediction)}."
+        )
+    return lines

@@ -69,8 +69,9 @@ def predict_for(
 ) -> capacity.Prediction:
     """The capacity model for this fleet, from the calibrated service time.
 
-    Everything in a request that is not the configured wait is counted as CPU: the work and
-    the HTTP handling both need a core.
+    Everything in a request that is not the configured wait is counted as CPU: the work, the
+    HTTP handling and the load generator's share all need a core. The worker itself computes
+    what it spends inside the worker beyond the wait; the replicas share this machine's cores.
     """
     service_ms = calibration.latency_ms
     cpu_ms = max(service_ms - workload.io_millis, 0.0)
@@ -81,6 +82,9 @@ def predict_for(
         replicas=replicas,
         concurrency=concurrency,
         cores=cores,
+        work_ms=max(calibration.service_ms - workload.io_millis, 0.0),
+        requests=workload.requests,
+        shared_cores=True,
     )
 
 
