@@ -15,23 +15,29 @@ load (the machine's busy CPU from ``/proc/stat`` minus the fleet's and this proc
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import json
 import os
 import string
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
+import uvloop
 from nodelab import spec as nodelab_spec
 from nodelab.local import results
 from nodelab.local.cli_tour import phase_files
-from nodelab.local.fleet import Fleet, PortInUse, check_port_free
+from nodelab.local.fleet import Fleet, FleetSpec, PortInUse, check_port_free
 from nodelab.local.progress import Reporter
 from nodelab.local.render import phase_label, predicted_verdict
 from nodelab.local.session import PhaseResult, run_phase
 from nodelab.local.settings import LocalSettings, Mode
 
-from bench.common import Context, median, say
+from bench.common import Context, hdr_percentile, median, say
 from bench.table import Row, Status, judge, within
 from tests.support.processes import free_port
 
@@ -41,6 +47,7 @@ __all__ = [
     "P99_TOLERANCE",
     "TOLERANCE",
     "busy_seconds",
+    "probe",
     "run",
 ]
 
@@ -96,9 +103,9 @@ def _tasks_seconds(pid: str) -> float:
     return total / 1e9
 
 
-def _own_seconds(groups: set[int]) -> float:
-    """CPU seconds of this process and of every process in ``groups`` (the fleet's)."""
-    total = _tasks_seconds(str(os.getpid()))
+def _groups_seconds(groups: set[int]) -> float:
+    """CPU seconds of every process in the process ``groups`` (the fleet's), this one aside."""
+    total = 0.0
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
@@ -110,6 +117,11 @@ def _own_seconds(groups: set[int]) -> float:
         if pgrp in groups:
             total += _tasks_seconds(entry)
     return total
+
+
+def _own_seconds(groups: set[int]) -> float:
+    """CPU seconds of this process and of every process in ``groups`` (the fleet's)."""
+    return _tasks_seconds(str(os.getpid())) + _groups_seconds(groups)
 
 
 class _LoadMeter(Reporter):
@@ -290,3 +302,87 @@ def run(ctx: Context) -> list[Row]:
         throughput.extend(_throughput_row(next(keys), mode, phase) for phase in phases)
         latency.extend(_p99_row(next(p99_keys), mode, phase) for phase in phases)
     return throughput + latency
+
+
+# -- the probe behind docs/local.md's "What the model says" -------------------------------------
+
+
+async def _probe_level(
+    urls: Sequence[str], concurrency: int, requests: int
+) -> list[dict[str, Any]]:
+    """A closed loop as the load generator runs it (one new connection per request), keeping
+    every answer's worker ``pid``, ``queueMillis`` and ``serviceMillis`` beside its latency."""
+    connector = aiohttp.TCPConnector(limit=concurrency, limit_per_host=0, force_close=True)
+    records: list[dict[str, Any]] = []
+    async with aiohttp.ClientSession(connector=connector, auto_decompress=False) as session:
+        issued = 0
+
+        async def client() -> None:
+            nonlocal issued
+            while issued < requests:
+                index, issued = issued, issued + 1
+                sent = time.perf_counter()
+                async with session.get(urls[index % len(urls)]) as response:
+                    answer = await response.json()
+                latency = (time.perf_counter() - sent) * 1000
+                records.append({"index": index, "latencyMillis": latency, **answer})
+
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+    return records
+
+
+def probe(argv: Sequence[str] | None = None) -> int:
+    """``python -m bench.row_model``: how a burst of connections spreads over a node's workers.
+
+    Starts ``--replicas`` x ``--workers`` nodes computing fib(``--load-factor``), runs
+    ``--rounds`` closed loops of ``--concurrency`` clients and ``--requests`` requests, and
+    prints per round: req/s, p99, how many workers took the first C connections and the most one
+    took, and the CPU per request of this process (the client) and of the nodes.
+    """
+    parser = argparse.ArgumentParser(prog="python -m bench.row_model", description=probe.__doc__)
+    for flag, default in (
+        ("replicas", 1),
+        ("workers", 10),
+        ("concurrency", 20),
+        ("requests", 40),
+        ("rounds", 3),
+        ("load-factor", 27),
+        ("io-millis", 0),
+    ):
+        parser.add_argument(f"--{flag}", type=int, default=default)
+    args = parser.parse_args(argv)
+    settings = LocalSettings(base_port=_free_base_port(args.replicas))
+    spec = FleetSpec("probe", args.replicas, args.workers, args.load_factor, args.io_millis)
+    with (
+        Fleet(settings, lambda line: print(line, file=sys.stderr)) as fleet,
+        asyncio.Runner(loop_factory=uvloop.new_event_loop) as loop,
+    ):
+        fleet.apply(spec)
+        urls = [url + "/work" for url in fleet.urls]
+        loop.run(_probe_level(urls, 1, 2 * len(urls)))  # warm-up: first answers pay imports
+        for turn in range(args.rounds):
+            groups = set(fleet.pgids)
+            client0, nodes0 = time.process_time(), _groups_seconds(groups)
+            started = time.perf_counter()
+            records = loop.run(_probe_level(urls, args.concurrency, args.requests))
+            wall = time.perf_counter() - started
+            client = time.process_time() - client0
+            nodes = _groups_seconds(groups) - nodes0
+            first = [r["pid"] for r in records if r["index"] < args.concurrency]
+            per_worker = sorted((first.count(pid) for pid in set(first)), reverse=True)
+            latencies = [r["latencyMillis"] for r in records]
+            line = {
+                "round": turn + 1,
+                "rps": round(len(records) / wall, 1),
+                "p99Millis": round(hdr_percentile(latencies, 99.0), 1),
+                "meanMillis": round(sum(latencies) / len(latencies), 1),
+                "firstConnectionsPerWorker": per_worker,
+                "clientCpuMillisPerRequest": round(client * 1000 / len(records), 2),
+                "nodeCpuMillisPerRequest": round(nodes * 1000 / len(records), 2),
+            }
+            print(json.dumps(line), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(probe())

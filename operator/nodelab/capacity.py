@@ -30,8 +30,10 @@ the model takes the largest of the first three, bounded by the fourth:
     for ``stack_depth`` computations, and the sharing grows while it waits, as answered clients
     send their next request to other workers.
 ``burst``
-    Every request's CPU part competes for the cores at once in that first round: the last one
-    is done when all C have had theirs, C * cpu / cores after the start, plus its wait.
+    Every request's CPU part competes for the cores at once in that first round (the queued
+    ones are sent, accepted and parsed meanwhile): the last one is done when all have had theirs,
+    about C * cpu / cores after the start, plus its wait; each later round of the queue adds
+    one service time.
 ``run``
     No request outlasts the run: a run of N requests lasts N / X, so p99 <= N / X.
 """
@@ -154,10 +156,14 @@ def predict(
     cpu_share = cpu_ms / service_ms  # the fraction of its service a request spends computing
     sharing = sharing_factor(in_service * cpu_share, cores)
     rounds = math.ceil(concurrency / capacity)
+    round_ms = service_ms + (sharing - 1.0) * cpu_ms
+    # The first round: the requests in service compute, the queued ones are sent, accepted and
+    # parsed; all of it at once on the cores. Each later round starts when a first one ends.
+    first_cpu_ms = (in_service * cpu_ms + (concurrency - in_service) * (cpu_ms - work)) / cores
     terms = {
         "service": service_ms,
-        "queue": rounds * (service_ms + (sharing - 1.0) * cpu_ms),
-        "burst": (service_ms - cpu_ms) + concurrency * cpu_ms / cores,
+        "queue": rounds * round_ms,
+        "burst": (rounds - 1) * round_ms + (service_ms - cpu_ms) + max(cpu_ms, first_cpu_ms),
     }
     depth = 1
     if work > 0:
@@ -179,7 +185,7 @@ def predict(
         throughput_rps=per_ms * 1000.0,
         latency_ms=latency_ms,
         bottleneck=bottleneck,
-        explanation=_explain(bottleneck, concurrency, workers, replicas, cores),
+        explanation=_explain(bottleneck, concurrency, workers, replicas, cores, cpu_share),
         service_ms=service_ms,
         cpu_ms=cpu_ms,
         cores=cores,
@@ -230,7 +236,14 @@ def p99_words(prediction: Prediction) -> str:
     return "nothing queues: p99 is about one service time"
 
 
-def _explain(bottleneck: str, concurrency: int, workers: int, replicas: int, cores: float) -> str:
+def _explain(
+    bottleneck: str,
+    concurrency: int,
+    workers: int,
+    replicas: int,
+    cores: float,
+    cpu_share: float = 1.0,
+) -> str:
     capacity = workers * replicas
     fleet = (
         f"{replicas} x {workers} workers"
@@ -247,6 +260,12 @@ def _explain(bottleneck: str, concurrency: int, workers: int, replicas: int, cor
         return (
             f"{concurrency} clients for {fleet}: {waiting} requests wait in a queue at any moment; "
             "add workers (vertical) or replicas (horizontal)."
+        )
+    if cpu_share < 0.5:
+        return (
+            f"{concurrency} clients on {fleet}: the workers mostly wait, but each request's "
+            f"handling (HTTP, a new connection, the load generator's share) needs a core, and "
+            f"{cores:g} cores serve only so many of those per second."
         )
     if replicas > 1:
         return (

@@ -210,6 +210,21 @@ def test_the_first_rounds_cpu_competes_for_the_cores() -> None:
     assert p.p99_ms == pytest.approx(35.0 + 20 * 5.0 / 2)
 
 
+def test_later_rounds_of_the_queue_follow_the_first_rounds_cpu() -> None:
+    # Phase 3 in I/O mode: 20 clients on 10 workers, 30 ms of which 3 ms CPU (1 ms in the
+    # worker). The first round's CPU: 10 in service x 3 ms + 10 queued x 2 ms over 2 cores
+    # = 25 ms; after its 27 ms of waiting, the second round takes one more service time.
+    p = _predict(service_ms=30.0, cpu_ms=3.0, work_ms=1.0, workers=10, concurrency=20,
+                 cores=2.0, shared_cores=True)  # fmt: skip
+    assert p.p99_cause == "burst" and p.rounds == 2
+    assert p.p99_ms == pytest.approx(30.0 + 27.0 + (10 * 3.0 + 10 * 2.0) / 2)
+    # A single worker computing: only it computes in the first round, so nothing piles up
+    # beyond its own queue of 5 rounds.
+    one = _predict(service_ms=30.0, cpu_ms=30.0, work_ms=25.0, workers=1, concurrency=5,
+                   cores=2.0, shared_cores=True)  # fmt: skip
+    assert one.p99_ms == pytest.approx(150.0) and one.p99_cause == "queue"
+
+
 def test_no_request_outlasts_the_run() -> None:
     # Phase 3 on 2 cores: a stack of 10 would take 40 computations' time, but 40 requests at
     # 2 cores / 30 ms are done after 600 ms.
@@ -259,3 +274,10 @@ def test_p99_words_name_the_cause(overrides: dict[str, Any], words: str) -> None
 def test_requests_must_be_positive() -> None:
     with pytest.raises(ValueError, match="requests must be positive"):
         _predict(requests=0)
+
+
+def test_a_cores_limit_of_waiting_workers_names_the_requests_handling() -> None:
+    p = _predict(service_ms=40.0, cpu_ms=5.0, work_ms=0.0, workers=10, replicas=3,
+                 concurrency=20, cores=2.0, shared_cores=True)  # fmt: skip
+    assert p.bottleneck == "cores"
+    assert "the workers mostly wait" in p.explanation and "needs a core" in p.explanation

@@ -131,6 +131,12 @@ def short_reason(result: PhaseResult) -> str:
         waiting = result.concurrency - capacity
         return f"workers: {waiting} of {result.concurrency} requests queue for {capacity} workers"
     where = "one machine's" if node.replicas > 1 else "the"
+    if prediction.cpu_ms < 0.5 * prediction.service_ms:
+        # I/O mode: the workers only wait; what needs the cores is each request's handling.
+        return (
+            f"cores: {prediction.cpu_ms:.1f} ms of CPU per request (HTTP, connection, load "
+            f"generator) on {where} {prediction.cores:g} cores"
+        )
     return f"cores: {capacity} workers share {where} {prediction.cores:g} cores"
 
 
