@@ -38,15 +38,14 @@ def _cpu_s() -> float:
 def run_loadgen(url: str, path: str, concurrency: int, requests: int) -> dict[str, Any]:
     """One ``nodelab load`` run (its CLI's ``main``); its report's successes and rps."""
     from loadgen import cli
+    from loadgen.plan import LoadPlan
 
+    plan = LoadPlan(
+        targets=(url,), path=path, concurrency=concurrency, requests=requests, timeout_s=10.0
+    )
     with tempfile.TemporaryDirectory(prefix="nodelab-bench-") as tmp:
         report_path = Path(tmp) / "report.json"
-        argv = [
-            "--target", url, "--path", path, "--concurrent", str(concurrency),
-            "--requests", str(requests), "--timeout", "10",
-            "--json", str(report_path), "--quiet",
-        ]  # fmt: skip
-        code = cli.main(argv)
+        code = cli.main(cli.build_argv(plan, json_path=str(report_path), quiet=True))
         if code != 0:
             raise RuntimeError(f"nodelab load exited with {code}")
         report = json.loads(report_path.read_text(encoding="utf-8"))

@@ -24,6 +24,9 @@ from pathlib import Path
 
 from nodelab.local import procs
 
+from loadgen import cli as load_cli
+from loadgen.plan import LoadPlan
+from node_service import settings
 from tests.support.processes import free_port, wait_healthy
 
 __all__ = [
@@ -33,6 +36,7 @@ __all__ = [
     "SERVER_CPUS",
     "Measured",
     "Server",
+    "load_argv",
     "node_argv",
     "run_measured",
     "running",
@@ -85,12 +89,16 @@ def uvicorn_argv(app_factory: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def load_argv(plan: LoadPlan, json_path: Path) -> list[str]:
+    """``nodelab load`` running ``plan`` quietly, its JSON report written to ``json_path``."""
+    flags = load_cli.build_argv(plan, json_path=str(json_path), quiet=True)
+    return [sys.executable, "-m", "loadgen", *flags]
+
+
 def node_argv(port: int, *extra: str) -> list[str]:
     """The node as ``nodelab node`` runs it: one worker on ``port``."""
-    return [
-        sys.executable, "-m", "node_service",
-        "--host", HOST, "--port", str(port), "--id", "1", "--workers", "1", *extra,
-    ]  # fmt: skip
+    flags = settings.node_argv(host=HOST, port=port, node_id="1", workers=1)
+    return [sys.executable, "-m", "node_service", *flags, *extra]
 
 
 @dataclass(frozen=True)

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Context, median, say
-from bench.processes import Server, run_measured, running, uvicorn_argv
+from bench.processes import Server, load_argv, run_measured, running, uvicorn_argv
 from bench.table import Row, judge
 from bench.wrk import MISSING, run_wrk
+from loadgen.plan import LoadPlan
 
 __all__ = ["TARGET", "run"]
 
@@ -85,11 +86,15 @@ def _two_processes(url: str, requests: int) -> tuple[float, float]:
     """``nodelab load --processes 2`` as run by hand: its req/s and whole CPU per request."""
     with tempfile.TemporaryDirectory(prefix="nodelab-bench-") as tmp:
         report_path = Path(tmp) / "report.json"
-        argv = [
-            sys.executable, "-m", "loadgen", "--target", url, "--path", "/health",
-            "--concurrent", str(CONCURRENCY), "--requests", str(requests),
-            "--processes", "2", "--timeout", "10", "--json", str(report_path), "--quiet",
-        ]  # fmt: skip
+        plan = LoadPlan(
+            targets=(url,),
+            path="/health",
+            concurrency=CONCURRENCY,
+            requests=requests,
+            processes=2,
+            timeout_s=10.0,
+        )
+        argv = load_argv(plan, report_path)
         measured = run_measured(argv, 60.0 + requests / _SLOWEST_RPS)
         measured.check("nodelab load --processes 2")
         report = json.loads(report_path.read_text(encoding="utf-8"))

@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Context, hdr_percentile, say
-from bench.processes import Server, run_measured, running, uvicorn_argv
+from bench.processes import Server, load_argv, run_measured, running, uvicorn_argv
 from bench.table import Row, judge, within
 from bench.targets import SERVICE_MS_ENV
 from bench.wrk import MISSING, run_wrk
+from loadgen.plan import LoadPlan
 
 __all__ = ["P50_ERROR_MS", "P99_TOLERANCE", "perfect_clock_latencies", "run"]
 
@@ -63,15 +64,13 @@ def _sleep_target(port: int) -> list[str]:
     return uvicorn_argv("bench.targets:sleep_app", port)
 
 
-def _load(server: Server, *flags: str) -> dict[str, Any]:
-    """One ``nodelab load`` run against the server's ``/work``; its JSON report."""
+def _load(server: Server, **plan: Any) -> dict[str, Any]:
+    """One ``nodelab load`` run (``plan``: LoadPlan fields) against the server's ``/work``;
+    its JSON report."""
     with tempfile.TemporaryDirectory(prefix="nodelab-bench-") as tmp:
         report_path = Path(tmp) / "report.json"
-        argv = [
-            sys.executable, "-m", "loadgen", "--target", server.url, "--path", "/work",
-            "--timeout", "30", "--json", str(report_path), "--quiet", *flags,
-        ]  # fmt: skip
-        run_measured(argv, 120.0).check("nodelab load")
+        load = LoadPlan(targets=(server.url,), path="/work", timeout_s=30.0, **plan)
+        run_measured(load_argv(load, report_path), 120.0).check("nodelab load")
         report: dict[str, Any] = json.loads(report_path.read_text(encoding="utf-8"))
     if report["errors"]["total"] or not report["serviceMillis"]:
         raise RuntimeError(f"nodelab load against {server.url}/work: {report['errors']}")
@@ -97,7 +96,7 @@ def run(ctx: Context) -> list[Row]:
         f"then an open loop at {rate:g}/s")  # fmt: skip
     env = {SERVICE_MS_ENV: str(SERVICE_MS)}
     with running("sleep-50ms", _sleep_target, env=env) as server:
-        closed = _load(server, "--concurrent", "1", "--requests", str(settings.closed_requests))
+        closed = _load(server, concurrency=1, requests=settings.closed_requests)
         raw_p50 = _raw_p50(server, settings.closed_requests)
         wrk = None
         if ctx.wrk is not None:
@@ -109,10 +108,8 @@ def run(ctx: Context) -> list[Row]:
                 latency=True,
             )
         opened = _load(
-            server,
-            "--concurrent", str(OPEN_CONCURRENCY), "--rate", f"{rate:g}",
-            "--requests", str(settings.open_requests),
-        )  # fmt: skip
+            server, concurrency=OPEN_CONCURRENCY, rate=rate, requests=settings.open_requests
+        )
     p50 = float(closed["latencyMillis"]["p50"])
     true_p50 = float(closed["serviceMillis"]["p50"])
     error = p50 - true_p50

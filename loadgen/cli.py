@@ -13,34 +13,18 @@ import math
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
-from loadgen.plan import DEFAULT_PATH, DEFAULT_TARGETS, LoadPlan, PlanError
+from loadgen.plan import DEFAULT_REQUESTS, LoadPlan, PlanError
 
 __all__ = ["FLAGS", "CliOptions", "UsageError", "build_argv", "build_parser", "main", "parse"]
 
 PROG = "nodelab load"
 
-# LoadPlan field -> the flag that sets it, so plan errors name what the user typed.
-FLAGS: dict[str, str] = {
-    "targets": "--target",
-    "path": "--path",
-    "concurrency": "--concurrent",
-    "requests": "--requests",
-    "duration_s": "--duration",
-    "rate": "--rate",
-    "timeout_s": "--timeout",
-    "processes": "--processes",
-    "slo_p99_ms": "--slo-p99-ms",
-    "sweep": "--sweep",
-    "calibrate": "--calibrate",
-    "generation": "--generation",
-    "expand_dns": "--expand-dns",
-    "deadline_s": "--deadline",
-}
+T = TypeVar("T")
 
 
 class UsageError(Exception):
@@ -61,46 +45,35 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}")
-    return value
+def _checked(parse: Callable[[str], T], ok: Callable[[T], bool], what: str) -> Callable[[str], T]:
+    """An argparse type: ``parse`` the text and keep it if ``ok``; else say ``what``."""
 
+    def convert(text: str) -> T:
+        try:
+            value = parse(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{what}, got {text!r}")
+        return value
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be zero or a positive integer, got {text!r}")
-    return value
-
-
-def _positive_number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text!r}")
-    return value
+    return convert
 
 
 def _levels(text: str) -> tuple[int, ...]:
-    try:
-        levels = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        levels = ()
-    if not levels or any(level <= 0 for level in levels):
-        raise argparse.ArgumentTypeError(
-            f"expected comma-separated positive concurrency levels like 1,5,10,20, got {text!r}"
-        )
-    return levels
+    return tuple(int(part) for part in text.split(","))
+
+
+_positive_int = _checked(int, lambda value: value > 0, "must be a positive integer")
+_non_negative_int = _checked(int, lambda value: value >= 0, "must be zero or a positive integer")
+_positive_number = _checked(
+    float, lambda value: math.isfinite(value) and value > 0, "must be a positive number"
+)
+_sweep_levels = _checked(
+    _levels,
+    lambda levels: bool(levels) and all(level > 0 for level in levels),
+    "expected comma-separated positive concurrency levels like 1,5,10,20",
+)
 
 
 def _report_to(text: str) -> str:
@@ -113,6 +86,119 @@ def _report_to(text: str) -> str:
     return text
 
 
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _comma_separated(levels: tuple[int, ...]) -> str:
+    return ",".join(str(level) for level in levels)
+
+
+@dataclass(frozen=True)
+class _Flag:
+    """One flag: the field it sets and how it is read (``convert``) and written (``show``)."""
+
+    field: str  # a LoadPlan field, or a CliOptions one (``output``)
+    flag: str
+    help: str  # "{default}" stands for the field's default, as ``show`` writes it
+    convert: Callable[[str], Any] | None = str  # None: a switch, set by the flag alone
+    show: Callable[[Any], str] = str
+    metavar: str | None = None
+    short: str | None = None
+    repeated: bool = False  # one flag per item of a tuple
+    exclusive: bool = False  # one of the mutually exclusive stop conditions
+    always: bool = False  # written even when the value is the default (argv a person reads)
+    output: bool = False  # a CliOptions field
+
+    def argv(self, value: Any) -> list[str]:
+        """``value`` as flags."""
+        if self.convert is None:
+            return [self.flag] if value else []
+        if self.repeated:
+            return [arg for item in value for arg in (self.flag, self.show(item))]
+        return [self.flag, self.show(value)]
+
+
+# Every flag of ``nodelab load``, spelled here only: the parser, parse() and build_argv() all
+# come from this table, in this order (build_argv's output reads as the parser lists them).
+_TABLE: tuple[_Flag, ...] = (
+    _Flag(
+        "concurrency", "--concurrent", "concurrent clients (open loop: most requests in "
+        "flight); default {default}", _positive_int, metavar="N", short="-c", always=True,
+    ),
+    _Flag(
+        "targets", "--target", "node base URL, repeatable; requests go round-robin. "
+        "Default: the workshop's nodes on 127.0.0.1:5001-5003",
+        metavar="URL", repeated=True, always=True,
+    ),
+    _Flag(
+        "requests", "--requests", f"requests to send (per sweep level); default {DEFAULT_REQUESTS}",
+        _positive_int, metavar="N", exclusive=True,
+    ),
+    _Flag(
+        "duration_s", "--duration", "run for S seconds instead of a request count",
+        _positive_number, _number, metavar="S", exclusive=True,
+    ),
+    _Flag(
+        "rate", "--rate", "open loop: R requests/s on a fixed schedule, latency from each "
+        "intended start", _positive_number, _number, metavar="R",
+    ),
+    _Flag("path", "--path", "endpoint to load; default {default}", always=True),
+    _Flag(
+        "timeout_s", "--timeout", "per-request timeout in seconds; default {default}",
+        _positive_number, _number, metavar="S", always=True,
+    ),
+    _Flag(
+        "processes", "--processes", "spread the clients over P processes; default {default}",
+        _positive_int, metavar="P", always=True,
+    ),
+    _Flag(
+        "slo_p99_ms", "--slo-p99-ms", "p99 latency past which the verdict is Crashed; default "
+        "{default}", _positive_number, _number, metavar="MS", always=True,
+    ),
+    _Flag(
+        "sweep", "--sweep", "concurrency levels to run in order, e.g. 1,5,10,20; stops after "
+        "the first level that is not OK", _sweep_levels, _comma_separated, metavar="LEVELS",
+    ),
+    _Flag(
+        "calibrate", "--calibrate", "N sequential requests first, to measure the service time",
+        _non_negative_int, metavar="N",
+    ),
+    _Flag(
+        "generation", "--generation", "the NodeLab spec generation this run measures (goes "
+        "into the report)", _non_negative_int, metavar="G",
+    ),
+    _Flag(
+        "expand_dns", "--expand-dns", "target every address each host resolves to (the pods "
+        "of a headless Service)", None,
+    ),
+    _Flag(
+        "fresh_connections", "--fresh-connections", "open a new connection per request "
+        "(spreads the load over a node's workers); default: keep-alive", None,
+    ),
+    _Flag(
+        "deadline_s", "--deadline", "cut each run (sweep level) short after S seconds; default "
+        "derived from the stop condition and the timeout", _positive_number, _number,
+        metavar="S",
+    ),
+    _Flag(
+        "json_path", "--json", "write the JSON report ('-': stdout)", metavar="FILE", output=True
+    ),
+    _Flag(
+        "report_to", "--report-to", "merge the report into status.lastRun of that NodeLab",
+        _report_to, metavar="NAMESPACE/NAME", output=True,
+    ),
+    _Flag("quiet", "--quiet", "no progress bar and no tables", None, output=True),
+)  # fmt: skip
+
+# LoadPlan field -> the flag that sets it, so plan errors name what the user typed.
+FLAGS: dict[str, str] = {entry.field: entry.flag for entry in _TABLE if not entry.output}
+
+
+def _defaults() -> dict[str, Any]:
+    return {item.name: item.default for cls in (LoadPlan, CliOptions) for item in fields(cls)}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``nodelab load``."""
     parser = _Parser(
@@ -122,108 +208,38 @@ def build_parser() -> argparse.ArgumentParser:
             "loop of N concurrent clients, or an open loop at a fixed rate (--rate)."
         ),
     )
-    parser.add_argument(
-        "-c", "--concurrent", dest="concurrency", type=_positive_int, default=5, metavar="N",
-        help="concurrent clients (open loop: most requests in flight); default 5",
-    )  # fmt: skip
-    parser.add_argument(
-        "--target", dest="targets", action="append", metavar="URL",
-        help="node base URL, repeatable; requests go round-robin. "
-        "Default: the workshop's nodes on 127.0.0.1:5001-5003",
-    )  # fmt: skip
     stop = parser.add_mutually_exclusive_group()
-    stop.add_argument(
-        "--requests", type=_positive_int, metavar="N",
-        help="requests to send (per sweep level); default 50",
-    )  # fmt: skip
-    stop.add_argument(
-        "--duration", dest="duration_s", type=_positive_number, metavar="S",
-        help="run for S seconds instead of a request count",
-    )  # fmt: skip
-    parser.add_argument(
-        "--rate", type=_positive_number, metavar="R",
-        help="open loop: R requests/s on a fixed schedule, latency from each intended start",
-    )  # fmt: skip
-    parser.add_argument("--path", default=DEFAULT_PATH, help="endpoint to load; default /work")
-    parser.add_argument(
-        "--timeout", dest="timeout_s", type=_positive_number, default=30.0, metavar="S",
-        help="per-request timeout in seconds; default 30",
-    )  # fmt: skip
-    parser.add_argument(
-        "--processes", type=_positive_int, default=1, metavar="P",
-        help="spread the clients over P processes; default 1",
-    )  # fmt: skip
-    parser.add_argument(
-        "--slo-p99-ms", dest="slo_p99_ms", type=_positive_number, default=5000.0, metavar="MS",
-        help="p99 latency past which the verdict is Crashed; default 5000",
-    )  # fmt: skip
-    parser.add_argument(
-        "--sweep", type=_levels, metavar="LEVELS",
-        help="concurrency levels to run in order, e.g. 1,5,10,20; stops after the first "
-        "level that is not OK",
-    )  # fmt: skip
-    parser.add_argument(
-        "--calibrate", type=_non_negative_int, default=0, metavar="N",
-        help="N sequential requests first, to measure the service time",
-    )  # fmt: skip
-    parser.add_argument(
-        "--generation", type=_non_negative_int, metavar="G",
-        help="the NodeLab spec generation this run measures (goes into the report)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--expand-dns", action="store_true",
-        help="target every address each host resolves to (the pods of a headless Service)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--fresh-connections", action="store_true",
-        help="open a new connection per request (spreads the load over a node's workers); "
-        "default: keep-alive",
-    )  # fmt: skip
-    parser.add_argument(
-        "--deadline", dest="deadline_s", type=_positive_number, metavar="S",
-        help="cut each run (sweep level) short after S seconds; default derived from the "
-        "stop condition and the timeout",
-    )  # fmt: skip
-    parser.add_argument(
-        "--json", dest="json_path", metavar="FILE", help="write the JSON report ('-': stdout)"
-    )
-    parser.add_argument(
-        "--report-to", type=_report_to, metavar="NAMESPACE/NAME",
-        help="merge the report into status.lastRun of that NodeLab",
-    )  # fmt: skip
-    parser.add_argument("--quiet", action="store_true", help="no progress bar and no tables")
+    defaults = _defaults()
+    for entry in _TABLE:
+        names = [entry.short, entry.flag] if entry.short else [entry.flag]
+        # No defaults in the parser: a flag not given leaves the field to LoadPlan/CliOptions.
+        help_ = entry.help
+        if "{default}" in help_:
+            help_ = help_.format(default=entry.show(defaults[entry.field]))
+        kwargs: dict[str, Any] = {"dest": entry.field, "default": None, "help": help_}
+        if entry.convert is None:
+            kwargs["action"] = "store_true"
+        else:
+            kwargs.update(type=entry.convert, metavar=entry.metavar)
+            if entry.repeated:
+                kwargs["action"] = "append"
+        (stop if entry.exclusive else parser).add_argument(*names, **kwargs)
     return parser
 
 
 def parse(argv: Sequence[str]) -> tuple[LoadPlan, CliOptions]:
     """Flags -> (plan, options). Raises :class:`UsageError` naming the flag on bad input."""
     args = build_parser().parse_args(list(argv))
+    given: dict[bool, dict[str, Any]] = {False: {}, True: {}}
+    for entry in _TABLE:
+        value = getattr(args, entry.field)
+        if value is not None:
+            given[entry.output][entry.field] = tuple(value) if entry.repeated else value
     try:
-        plan = LoadPlan(
-            targets=tuple(args.targets) if args.targets else DEFAULT_TARGETS,
-            path=args.path,
-            concurrency=args.concurrency,
-            requests=args.requests,
-            duration_s=args.duration_s,
-            rate=args.rate,
-            timeout_s=args.timeout_s,
-            processes=args.processes,
-            slo_p99_ms=args.slo_p99_ms,
-            sweep=args.sweep,
-            calibrate=args.calibrate,
-            generation=args.generation,
-            expand_dns=args.expand_dns,
-            fresh_connections=args.fresh_connections,
-            deadline_s=args.deadline_s,
-        )
+        plan = LoadPlan(**given[False])
     except PlanError as exc:
         raise UsageError(f"argument {FLAGS.get(exc.field, exc.field)}: {exc.message}") from None
-    options = CliOptions(json_path=args.json_path, report_to=args.report_to, quiet=args.quiet)
-    return plan, options
-
-
-def _number(value: float) -> str:
-    return str(int(value)) if float(value).is_integer() else repr(float(value))
+    return plan, CliOptions(**given[True])
 
 
 def build_argv(
@@ -233,40 +249,18 @@ def build_argv(
     report_to: str | None = None,
     quiet: bool = False,
 ) -> list[str]:
-    """Render ``plan`` (and output options) as ``nodelab load`` flags; ``parse`` inverts it."""
-    argv = ["--concurrent", str(plan.concurrency)]
-    for target in plan.targets:
-        argv += ["--target", target]
-    if plan.duration_s is not None:
-        argv += ["--duration", _number(plan.duration_s)]
-    else:
-        argv += ["--requests", str(plan.requests)]
-    if plan.rate is not None:
-        argv += ["--rate", _number(plan.rate)]
-    argv += [
-        "--path", plan.path,
-        "--timeout", _number(plan.timeout_s),
-        "--processes", str(plan.processes),
-        "--slo-p99-ms", _number(plan.slo_p99_ms),
-    ]  # fmt: skip
-    if plan.sweep is not None:
-        argv += ["--sweep", ",".join(str(level) for level in plan.sweep)]
-    if plan.calibrate:
-        argv += ["--calibrate", str(plan.calibrate)]
-    if plan.generation is not None:
-        argv += ["--generation", str(plan.generation)]
-    if plan.expand_dns:
-        argv.append("--expand-dns")
-    if plan.fresh_connections:
-        argv.append("--fresh-connections")
-    if plan.deadline_s is not None:
-        argv += ["--deadline", _number(plan.deadline_s)]
-    if json_path is not None:
-        argv += ["--json", json_path]
-    if report_to is not None:
-        argv += ["--report-to", report_to]
-    if quiet:
-        argv.append("--quiet")
+    """Render ``plan`` (and output options) as ``nodelab load`` flags; ``parse`` inverts it.
+
+    A flag is written when its value is not the default, and always for the fields a reader
+    of the command wants to see (concurrency, targets, path, timeout, processes, SLO).
+    """
+    options = CliOptions(json_path=json_path, report_to=report_to, quiet=quiet)
+    defaults = _defaults()
+    argv: list[str] = []
+    for entry in _TABLE:
+        value = getattr(options if entry.output else plan, entry.field)
+        if entry.always or value != defaults[entry.field]:
+            argv += entry.argv(value)
     return argv
 
 

@@ -4,6 +4,7 @@ The CLI parses flags (with ``NODELAB_*`` environment fallbacks) into :class:`Nod
 Uvicorn worker processes are fresh interpreters, so the CLI hands the parsed settings to them as
 environment variables (:func:`settings_to_env`) and each worker reads them back through the very
 same parser (:func:`settings_from_env`): one definition of every flag, its bounds and its message.
+Other components start a node with the flags :func:`node_argv` writes from the same table.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "IO_MILLIS_MAX",
@@ -21,6 +23,8 @@ __all__ = [
     "NodeSettings",
     "StoreLimits",
     "build_parser",
+    "env_var",
+    "node_argv",
     "parse_settings",
     "settings_from_env",
     "settings_to_env",
@@ -118,99 +122,195 @@ def _flag_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"not a boolean: {text!r}")
 
 
-# flag, environment variable, converter, default (as the environment would spell it), help.
-_OPTIONS: list[tuple[str, str, Callable[[str], object], str, str]] = [
-    ("--host", "NODELAB_HOST", _non_empty(253), "127.0.0.1", "address to listen on"),
-    ("--port", "NODELAB_PORT", _bounded_int(1, 65535), "5001", "TCP port"),
-    ("--id", "NODELAB_NODE_ID", _non_empty(253), "1", "node id shown in every answer"),
-    ("--workers", "NODELAB_WORKERS", _bounded_int(1, WORKERS_MAX), "1", "uvicorn worker processes"),
-    (
+@dataclass(frozen=True)
+class _Option:
+    """One setting: the field it fills, its flag and environment variable, how it is read."""
+
+    field: str  # attribute of NodeSettings, or of its ``group``
+    flag: str
+    env: str
+    convert: Callable[[str], Any]
+    default: str  # as the environment would spell it
+    help: str
+    group: str | None = None  # "limits" (StoreLimits) or "connections" (ConnectionLimits)
+
+    @property
+    def switch(self) -> bool:
+        """A boolean setting: ``--flag`` / ``--no-flag`` on the command line."""
+        return self.convert is _flag_bool
+
+    def spell(self, value: object) -> str:
+        """``value`` as the environment spells it."""
+        if self.switch:
+            return "1" if value else "0"
+        return str(value)
+
+    def argv(self, value: object) -> list[str]:
+        """``value`` as flags."""
+        if self.switch:
+            return [self.flag if value else self.flag.replace("--", "--no-", 1)]
+        return [self.flag, self.spell(value)]
+
+
+# The node's flags, each spelled here only: the parser, the environment of the workers and the
+# argv other components build (node_argv) all come from this table, in this order.
+_OPTIONS: tuple[_Option, ...] = (
+    _Option("host", "--host", "NODELAB_HOST", _non_empty(253), "127.0.0.1", "address to listen on"),
+    _Option("port", "--port", "NODELAB_PORT", _bounded_int(1, 65535), "5001", "TCP port"),
+    _Option(
+        "node_id", "--id", "NODELAB_NODE_ID", _non_empty(253), "1", "node id shown in every answer"
+    ),
+    _Option(
+        "workers",
+        "--workers",
+        "NODELAB_WORKERS",
+        _bounded_int(1, WORKERS_MAX),
+        "1",
+        "uvicorn worker processes",
+    ),
+    _Option(
+        "load_factor",
         "--load-factor",
         "NODELAB_LOAD_FACTOR",
         _bounded_int(0, LOAD_FACTOR_MAX),
         "30",
         "n of the recursive fib(n) each /work computes",
     ),
-    (
+    _Option(
+        "io_millis",
         "--io-millis",
         "NODELAB_IO_MILLIS",
         _bounded_int(0, IO_MILLIS_MAX),
         "0",
         "simulated I/O wait (asyncio.sleep) of each /work, ms",
     ),
-    (
+    _Option(
+        "max_load_factor",
         "--max-load-factor",
         "NODELAB_MAX_LOAD_FACTOR",
         _bounded_int(0, LOAD_FACTOR_MAX),
         str(LOAD_FACTOR_MAX),
         "largest loadFactor a /work query may ask for",
     ),
-    (
+    _Option(
+        "max_io_millis",
         "--max-io-millis",
         "NODELAB_MAX_IO_MILLIS",
         _bounded_int(0, IO_MILLIS_MAX),
         str(IO_MILLIS_MAX),
         "largest ioMillis a /work query may ask for",
     ),
-    (
+    _Option(
+        "graceful_timeout",
         "--graceful-timeout",
         "NODELAB_GRACEFUL_TIMEOUT",
         _bounded_int(1, 3600),
         "25",
         "on SIGTERM, seconds in-flight requests get to finish",
     ),
-    (
+    _Option(
+        "header_timeout",
         "--header-timeout",
         "NODELAB_HEADER_TIMEOUT",
         _bounded_int(1, 3600),
         "10",
         "seconds a client gets to send a request's headers (from connecting or the last answer)",
+        "connections",
     ),
-    (
+    _Option(
+        "body_timeout",
         "--body-timeout",
         "NODELAB_BODY_TIMEOUT",
         _bounded_int(1, 3600),
         "30",
         "seconds a client gets to send a POST /data body once its headers arrived",
+        "connections",
     ),
-    (
+    _Option(
+        "keep_alive_timeout",
         "--keep-alive-timeout",
         "NODELAB_KEEP_ALIVE_TIMEOUT",
         _bounded_int(1, 3600),
         "5",
         "seconds an idle keep-alive connection stays open",
+        "connections",
     ),
-    (
+    _Option(
+        "max_connections",
         "--max-connections",
         "NODELAB_MAX_CONNECTIONS",
         _bounded_int(1, 65535),
         "1024",
         "connections one worker serves at once; requests on more are answered 503",
+        "connections",
     ),
-    (
+    _Option(
+        "max_header_bytes",
         "--max-header-bytes",
         "NODELAB_MAX_HEADER_BYTES",
         _bounded_int(1024, 1024 * 1024),
         str(16 * 1024),
         "largest request line + headers, bytes (431 past it)",
+        "connections",
     ),
-    ("--max-key-length", "NODELAB_MAX_KEY_LENGTH", _bounded_int(1, 4096), "256", "store limit"),
-    (
+    _Option(
+        "max_key_length",
+        "--max-key-length",
+        "NODELAB_MAX_KEY_LENGTH",
+        _bounded_int(1, 4096),
+        "256",
+        "store limit",
+        "limits",
+    ),
+    _Option(
+        "max_value_bytes",
         "--max-value-bytes",
         "NODELAB_MAX_VALUE_BYTES",
         _bounded_int(1, 16 * 1024 * 1024),
         str(64 * 1024),
         "store limit (value as compact JSON, UTF-8)",
+        "limits",
     ),
-    ("--max-keys", "NODELAB_MAX_KEYS", _bounded_int(1, 10_000_000), "10000", "store limit"),
-    (
+    _Option(
+        "max_keys",
+        "--max-keys",
+        "NODELAB_MAX_KEYS",
+        _bounded_int(1, 10_000_000),
+        "10000",
+        "store limit",
+        "limits",
+    ),
+    _Option(
+        "max_store_bytes",
         "--max-store-bytes",
         "NODELAB_MAX_STORE_BYTES",
         _bounded_int(1, 1 << 34),
         str(16 * 1024 * 1024),
         "store limit (keys + values, per worker)",
+        "limits",
     ),
-]
+    _Option(
+        "access_log",
+        "--access-log",
+        "NODELAB_ACCESS_LOG",
+        _flag_bool,
+        "0",
+        "log every request (it costs throughput)",
+    ),
+)
+_GROUPS: dict[str, type[StoreLimits | ConnectionLimits]] = {
+    "limits": StoreLimits,
+    "connections": ConnectionLimits,
+}
+# A value above its bound is refused naming both flags: (value field, bound field).
+_BOUNDED_BY = (("load_factor", "max_load_factor"), ("io_millis", "max_io_millis"))
+
+
+def _option(field_name: str) -> _Option:
+    for option in _OPTIONS:
+        if option.field == field_name:
+            return option
+    raise KeyError(field_name)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -219,16 +319,25 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nodelab node",
         description="Run a NodeLab node: health, key-value data, simulated work, metrics.",
     )
-    for flag, env_name, convert, default, help_ in _OPTIONS:
+    for option in _OPTIONS:
         # No default here: parse_settings converts the environment value itself, so that an
         # error can say it came from the environment, not from a flag nobody typed.
-        parser.add_argument(flag, type=convert, help=f"{help_} [env {env_name}, default {default}]")
-    parser.add_argument(
-        "--access-log",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="log every request (off by default: it costs throughput) [env NODELAB_ACCESS_LOG]",
-    )
+        if option.switch:
+            default = "on" if option.convert(option.default) else "off"
+            parser.add_argument(
+                option.flag,
+                dest=option.field,
+                action=argparse.BooleanOptionalAction,
+                help=f"{option.help} [env {option.env}, default {default}]",
+            )
+            continue
+        parser.add_argument(
+            option.flag,
+            dest=option.field,
+            type=option.convert,
+            metavar=option.flag.removeprefix("--").replace("-", "_").upper(),
+            help=f"{option.help} [env {option.env}, default {option.default}]",
+        )
     return parser
 
 
@@ -240,81 +349,63 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
     env = os.environ if environ is None else environ
     parser = build_parser()
     ns = parser.parse_args(list(argv))
-    for flag, env_name, convert, default, _ in _OPTIONS:
-        dest = flag.removeprefix("--").replace("-", "_")
-        if getattr(ns, dest) is None:
+    values: dict[str, Any] = {}
+    for option in _OPTIONS:
+        value = getattr(ns, option.field)
+        if value is None:
             try:
-                setattr(ns, dest, convert(env.get(env_name, default)))
+                value = option.convert(env.get(option.env, option.default))
             except argparse.ArgumentTypeError as exc:
-                parser.error(f"argument {flag}: {exc} (from environment variable {env_name})")
-    if ns.access_log is None:
-        try:
-            ns.access_log = _flag_bool(env.get("NODELAB_ACCESS_LOG", ""))
-        except argparse.ArgumentTypeError as exc:
-            parser.error(f"argument --access-log: {exc} (from environment NODELAB_ACCESS_LOG)")
-    for flag, value, bound_flag, bound in (
-        ("--load-factor", ns.load_factor, "--max-load-factor", ns.max_load_factor),
-        ("--io-millis", ns.io_millis, "--max-io-millis", ns.max_io_millis),
-    ):
-        if value > bound:
-            parser.error(f"argument {flag}: {value} is above {bound_flag} {bound}")
-    limits = StoreLimits(
-        max_key_length=ns.max_key_length,
-        max_value_bytes=ns.max_value_bytes,
-        max_keys=ns.max_keys,
-        max_store_bytes=ns.max_store_bytes,
-    )
-    connections = ConnectionLimits(
-        header_timeout=ns.header_timeout,
-        body_timeout=ns.body_timeout,
-        keep_alive_timeout=ns.keep_alive_timeout,
-        max_connections=ns.max_connections,
-        max_header_bytes=ns.max_header_bytes,
-    )
+                parser.error(
+                    f"argument {option.flag}: {exc} (from environment variable {option.env})"
+                )
+        values[option.field] = value
+    for name, bound_name in _BOUNDED_BY:
+        if values[name] > values[bound_name]:
+            parser.error(
+                f"argument {_option(name).flag}: {values[name]} is above "
+                f"{_option(bound_name).flag} {values[bound_name]}"
+            )
+    fields: dict[str, Any] = {o.field: values[o.field] for o in _OPTIONS if o.group is None}
+    for group, limits in _GROUPS.items():
+        fields[group] = limits(**{o.field: values[o.field] for o in _OPTIONS if o.group == group})
     started_at = env.get(STARTED_AT_ENV)
-    return NodeSettings(
-        host=ns.host,
-        port=ns.port,
-        node_id=ns.id,
-        workers=ns.workers,
-        load_factor=ns.load_factor,
-        io_millis=ns.io_millis,
-        access_log=ns.access_log,
-        graceful_timeout=ns.graceful_timeout,
-        max_load_factor=ns.max_load_factor,
-        max_io_millis=ns.max_io_millis,
-        limits=limits,
-        connections=connections,
-        started_at=float(started_at) if started_at else time.time(),
-    )
+    return NodeSettings(**fields, started_at=float(started_at) if started_at else time.time())
+
+
+def _value(settings: NodeSettings, option: _Option) -> object:
+    holder = settings if option.group is None else getattr(settings, option.group)
+    return getattr(holder, option.field)
 
 
 def settings_to_env(settings: NodeSettings) -> dict[str, str]:
     """The environment that makes :func:`settings_from_env` rebuild ``settings`` in a worker."""
-    limits = settings.limits
-    connections = settings.connections
-    return {
-        "NODELAB_HOST": settings.host,
-        "NODELAB_PORT": str(settings.port),
-        "NODELAB_NODE_ID": settings.node_id,
-        "NODELAB_WORKERS": str(settings.workers),
-        "NODELAB_LOAD_FACTOR": str(settings.load_factor),
-        "NODELAB_IO_MILLIS": str(settings.io_millis),
-        "NODELAB_GRACEFUL_TIMEOUT": str(settings.graceful_timeout),
-        "NODELAB_MAX_LOAD_FACTOR": str(settings.max_load_factor),
-        "NODELAB_MAX_IO_MILLIS": str(settings.max_io_millis),
-        "NODELAB_HEADER_TIMEOUT": str(connections.header_timeout),
-        "NODELAB_BODY_TIMEOUT": str(connections.body_timeout),
-        "NODELAB_KEEP_ALIVE_TIMEOUT": str(connections.keep_alive_timeout),
-        "NODELAB_MAX_CONNECTIONS": str(connections.max_connections),
-        "NODELAB_MAX_HEADER_BYTES": str(connections.max_header_bytes),
-        "NODELAB_ACCESS_LOG": "1" if settings.access_log else "0",
-        "NODELAB_MAX_KEY_LENGTH": str(limits.max_key_length),
-        "NODELAB_MAX_VALUE_BYTES": str(limits.max_value_bytes),
-        "NODELAB_MAX_KEYS": str(limits.max_keys),
-        "NODELAB_MAX_STORE_BYTES": str(limits.max_store_bytes),
-        STARTED_AT_ENV: repr(settings.started_at),
-    }
+    env = {option.env: option.spell(_value(settings, option)) for option in _OPTIONS}
+    env[STARTED_AT_ENV] = repr(settings.started_at)
+    return env
+
+
+def node_argv(**fields: str | int | bool) -> list[str]:
+    """``nodelab node`` flags that set the given fields, in the parser's order.
+
+    Keys are :class:`NodeSettings` fields (``host``, ``port``, ``node_id``, ``workers``, ...)
+    or those of its ``limits`` and ``connections`` (``max_keys``, ``header_timeout``, ...);
+    fields not given are left to the node's environment and defaults. ``parse_settings``
+    inverts it: ``node_argv(workers=2)`` is ``["--workers", "2"]``.
+    """
+    unknown = sorted(set(fields) - {option.field for option in _OPTIONS})
+    if unknown:
+        raise TypeError(f"not a node setting: {', '.join(unknown)}")
+    argv: list[str] = []
+    for option in _OPTIONS:
+        if option.field in fields:
+            argv += option.argv(fields[option.field])
+    return argv
+
+
+def env_var(field_name: str) -> str:
+    """The environment variable that sets the node's ``field_name`` (e.g. ``node_id``)."""
+    return _option(field_name).env
 
 
 def settings_from_env(environ: Mapping[str, str] | None = None) -> NodeSettings:

@@ -11,6 +11,7 @@ from typing import Any
 
 from loadgen import cli as loadgen_cli
 from loadgen.plan import LoadPlan
+from node_service import settings as node_settings
 from nodelab import crd, names, quantity, validation
 from nodelab.settings import OperatorSettings
 from nodelab.spec import NodeLab
@@ -113,16 +114,13 @@ def build_deployment(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any]
     command = [
         "nodelab",
         "node",
-        "--host",
-        "0.0.0.0",
-        "--port",
-        str(settings.node_port),
-        "--workers",
-        str(node.workers),
-        "--load-factor",
-        str(node.load_factor),
-        "--io-millis",
-        str(node.io_millis),
+        *node_settings.node_argv(
+            host="0.0.0.0",
+            port=settings.node_port,
+            workers=node.workers,
+            load_factor=node.load_factor,
+            io_millis=node.io_millis,
+        ),
     ]
     container = {
         "name": "node",
@@ -131,7 +129,10 @@ def build_deployment(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any]
         "command": command,
         "env": [
             # The node id in every answer and in the per-pod report is the pod name.
-            {"name": "NODELAB_NODE_ID", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": node_settings.env_var("node_id"),
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+            },
         ],
         "ports": [{"name": PORT_NAME, "containerPort": settings.node_port, "protocol": "TCP"}],
         "resources": _node_resources(lab),

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 import httpx
 import pytest
 
+from node_service.settings import node_argv
+
 __all__ = ["NodeProcess", "free_base_port", "free_port", "reap", "running_node", "wait_healthy"]
 
 
@@ -123,14 +125,20 @@ def running_node(
     ``env`` adds to (or overrides) this process's environment for the node.
     """
     port = port or free_port()
-    # fmt: off
     args = [
-        sys.executable, "-m", "node_service",
-        "--host", "127.0.0.1", "--port", str(port), "--id", node_id,
-        "--workers", str(workers), "--load-factor", str(load_factor),
-        "--io-millis", str(io_millis), *extra,
+        sys.executable,
+        "-m",
+        "node_service",
+        *node_argv(
+            host="127.0.0.1",
+            port=port,
+            node_id=node_id,
+            workers=workers,
+            load_factor=load_factor,
+            io_millis=io_millis,
+        ),
+        *extra,
     ]
-    # fmt: on
     proc_env = None if env is None else {**os.environ, **env}
     proc = subprocess.Popen(args, start_new_session=True, env=proc_env)
     node = NodeProcess(proc=proc, port=port, node_id=node_id, args=args)

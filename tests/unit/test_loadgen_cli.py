@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import pytest
 
-from loadgen.cli import CliOptions, UsageError, build_argv, main, parse
+from loadgen.cli import FLAGS, CliOptions, UsageError, build_argv, main, parse
 from loadgen.plan import DEFAULT_TARGETS, LoadPlan
 
 
@@ -42,6 +44,10 @@ def test_every_flag_reaches_the_plan() -> None:
         deadline_s=60.0,
     )
     assert options == CliOptions(json_path="-", report_to="labs/scaling-lab", quiet=True)
+
+
+def test_every_plan_field_has_a_flag() -> None:
+    assert set(FLAGS) == {field.name for field in fields(LoadPlan)}
 
 
 def test_sweep_levels() -> None:

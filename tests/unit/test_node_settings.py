@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import fields as fields_of
+from typing import Any
+
 import pytest
 
 from node_service import cli
 from node_service.settings import (
+    ConnectionLimits,
     NodeSettings,
+    StoreLimits,
+    env_var,
+    node_argv,
     parse_settings,
     settings_from_env,
     settings_to_env,
@@ -55,6 +62,48 @@ def test_round_trip_through_the_environment_of_a_worker() -> None:
     assert (connections.header_timeout, connections.body_timeout) == (3, 4)
     assert (connections.keep_alive_timeout, connections.max_connections) == (6, 8)
     assert connections.max_header_bytes == 2048
+
+
+def test_node_argv_renders_only_the_fields_given_in_the_parsers_order() -> None:
+    argv = node_argv(io_millis=0, workers=2, host="0.0.0.0", port=8080)
+    assert argv == ["--host", "0.0.0.0", "--port", "8080", "--workers", "2", "--io-millis", "0"]
+    assert node_argv(access_log=True) == ["--access-log"]
+    assert node_argv(access_log=False) == ["--no-access-log"]
+    assert node_argv() == []
+
+
+def test_node_argv_is_inverted_by_the_parser() -> None:
+    fields: dict[str, Any] = {
+        "host": "0.0.0.0", "port": 7000, "node_id": "n-2", "workers": 3, "load_factor": 25,
+        "io_millis": 5, "access_log": True, "graceful_timeout": 7, "max_load_factor": 30,
+        "max_io_millis": 9,
+    }  # fmt: skip
+    limits = {"max_key_length": 8, "max_value_bytes": 32, "max_keys": 2, "max_store_bytes": 99}
+    connections = {
+        "header_timeout": 3, "body_timeout": 4, "keep_alive_timeout": 6, "max_connections": 8,
+        "max_header_bytes": 2048,
+    }  # fmt: skip
+    every = {
+        f.name for cls in (NodeSettings, StoreLimits, ConnectionLimits) for f in fields_of(cls)
+    }
+    assert {*fields, *limits, *connections} == every - {"limits", "connections", "started_at"}
+    settings = parse_settings(node_argv(**fields, **limits, **connections), environ={})
+    assert settings == NodeSettings(
+        **fields,
+        limits=StoreLimits(**limits),
+        connections=ConnectionLimits(**connections),
+        started_at=settings.started_at,
+    )
+
+
+def test_node_argv_refuses_what_the_node_has_no_flag_for() -> None:
+    with pytest.raises(TypeError, match="not a node setting: id, limits"):
+        node_argv(id="1", limits=3)
+
+
+def test_env_var_names_the_variable_of_a_field() -> None:
+    assert env_var("node_id") == "NODELAB_NODE_ID"
+    assert parse_settings([], environ={env_var("max_keys"): "5"}).limits.max_keys == 5
 
 
 def test_connection_defaults_bound_a_slow_client() -> None:

@@ -24,6 +24,7 @@ from types import TracebackType
 import httpx
 
 from node_service.scratch import OwnedDir
+from node_service.settings import node_argv
 from nodelab.local import procs
 from nodelab.local.settings import LocalSettings
 
@@ -239,11 +240,18 @@ class Fleet:
         port = self.settings.base_port + index
         node_id = f"{spec.lab}-{index}"
         args = [
-            self.settings.python, "-m", "node_service",
-            "--host", self.settings.host, "--port", str(port), "--id", node_id,
-            "--workers", str(spec.workers), "--load-factor", str(spec.load_factor),
-            "--io-millis", str(spec.io_millis),
-        ]  # fmt: skip
+            self.settings.python,
+            "-m",
+            "node_service",
+            *node_argv(
+                host=self.settings.host,
+                port=port,
+                node_id=node_id,
+                workers=spec.workers,
+                load_factor=spec.load_factor,
+                io_millis=spec.io_millis,
+            ),
+        ]
         log_path = Path(self._logs.path) / f"{node_id}.log"
         with log_path.open("wb") as log:
             proc = subprocess.Popen(
