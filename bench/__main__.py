@@ -27,6 +27,7 @@ from bench import cluster_row, operator_row, row_client, row_health, row_latency
 from bench.common import Context, say
 from bench.table import Row, counts, render
 from bench.wrk import ensure_wrk
+from loadgen.timestamps import rfc3339
 
 __all__ = ["DEFAULT_JSON", "main"]
 
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     wide_console().print(render(rows, title, caption))
     document = {
         "schemaVersion": SCHEMA_VERSION,
-        "startedAt": started_at.isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "startedAt": rfc3339(started_at),
         "wallSeconds": round(wall_s, 1),
         "mode": mode,
         "cores": cores,

@@ -14,24 +14,17 @@ import asyncio
 import json
 import os
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = ["SERVICE_MS_ENV", "health_body", "raw_asgi_app", "sleep_app", "starlette_app"]
 
 _STARTED = time.time()
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-ASGIApp = Callable[
-    [Scope, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
-    Awaitable[None],
-]
 
 
 def health_body() -> dict[str, Any]:
@@ -55,7 +48,7 @@ def starlette_app() -> Starlette:
     return Starlette(routes=[Route("/health", health)])
 
 
-async def _send_json(send: Callable[[Message], Awaitable[None]], status: int, body: bytes) -> None:
+async def _send_json(send: Send, status: int, body: bytes) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
@@ -64,11 +57,7 @@ async def _send_json(send: Callable[[Message], Awaitable[None]], status: int, bo
 def raw_asgi_app() -> ASGIApp:
     """Raw ASGI: the floor any Python framework's overhead is measured from (uvicorn factory)."""
 
-    async def app(
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         await _send_json(send, 200, json.dumps(health_body(), separators=(",", ":")).encode())
@@ -112,11 +101,7 @@ def sleep_app() -> ASGIApp:
             (started - arrived) * 1000.0,
         )
 
-    async def app(
-        scope: Scope,
-        receive: Callable[[], Awaitable[Message]],
-        send: Callable[[Message], Awaitable[None]],
-    ) -> None:
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
         if scope["path"] == "/work":

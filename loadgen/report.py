@@ -20,6 +20,7 @@ from loadgen.stats import (
     rate_per_second,
     summarize,
 )
+from loadgen.timestamps import rfc3339
 
 __all__ = [
     "ERROR_RATIO_LIMIT",
@@ -27,7 +28,6 @@ __all__ = [
     "VERDICTS",
     "build_report",
     "calibration_entry",
-    "rfc3339",
     "sweep_entry",
     "verdict",
 ]
@@ -49,11 +49,6 @@ def verdict(p99_ms: float | None, errors: int, requests: int, slo_p99_ms: float)
     if requests == 0 or p99_ms is None or errors / requests > ERROR_RATIO_LIMIT:
         return "Errors"
     return "OK"
-
-
-def rfc3339(moment: datetime) -> str:
-    """UTC timestamp with milliseconds and a ``Z``, as Kubernetes writes them."""
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _number(value: float) -> int | float:
@@ -136,8 +131,8 @@ def build_report(
     return {
         "schemaVersion": SCHEMA_VERSION,
         "generation": plan.generation,
-        "startedAt": rfc3339(started_at or result.started_at),
-        "finishedAt": rfc3339(result.finished_at),
+        "startedAt": rfc3339(started_at or result.started_at, timespec="milliseconds"),
+        "finishedAt": rfc3339(result.finished_at, timespec="milliseconds"),
         "mode": plan.mode,
         "path": plan.path,
         "targets": list(plan.targets),

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 
+from starlette.types import ASGIApp
+
 from node_service.api import build_api
-from node_service.front import ASGIApp, Front
+from node_service.front import Front
 from node_service.metrics import MULTIPROC_ENV, NodeMetrics
 from node_service.permits import PERMITS_ENV, NodePermits
 from node_service.settings import NodeSettings, settings_from_env

@@ -11,21 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
 
 from pydantic import JsonValue
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from node_service.metrics import route_label
 from node_service.state import WorkerState
 
-__all__ = ["ASGIApp", "Front"]
-
-Scope = MutableMapping[str, Any]
-Message = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+__all__ = ["Front"]
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 # Status recorded when the client went away before an answer (nginx's convention).

@@ -8,11 +8,11 @@ Nothing here talks to the API; every function is a value in, value out.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from loadgen.timestamps import rfc3339 as now_rfc3339
 from nodelab import capacity, names, quantity
 from nodelab.spec import NodeLab
 
@@ -55,12 +55,6 @@ PENDING, DEPLOYING, READY, LOADING, COMPLETED, FAILED = (
 PHASES = (PENDING, DEPLOYING, READY, LOADING, COMPLETED, FAILED)
 
 HISTORY_LIMIT = 10
-
-
-def now_rfc3339(now: datetime.datetime | None = None) -> str:
-    """A timestamp as Kubernetes writes them: UTC, seconds, ``Z``."""
-    moment = now or datetime.datetime.now(datetime.UTC)
-    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # --- conditions ------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import jsonschema
@@ -11,9 +11,10 @@ import pytest
 
 from loadgen.health import DownTarget
 from loadgen.plan import LoadPlan
-from loadgen.report import build_report, calibration_entry, rfc3339, sweep_entry, verdict
+from loadgen.report import build_report, calibration_entry, sweep_entry, verdict
 from loadgen.schema import REPORT_SCHEMA
 from loadgen.stats import RunResult, RunStats, decode_histogram
+from loadgen.timestamps import rfc3339
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -197,7 +198,12 @@ def test_calibration_without_service_times() -> None:
 
 
 def test_rfc3339() -> None:
-    assert rfc3339(datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)) == "2026-01-02T03:04:05.678Z"
+    moment = datetime(2026, 1, 2, 3, 4, 5, 678901, tzinfo=UTC)
+    assert rfc3339(moment, timespec="milliseconds") == "2026-01-02T03:04:05.678Z"
+    assert rfc3339(moment) == "2026-01-02T03:04:05Z"  # as the operator writes conditions
+    east = timezone(timedelta(hours=2))
+    assert rfc3339(datetime(2026, 1, 2, 5, 4, 5, tzinfo=east)) == "2026-01-02T03:04:05Z"
+    assert rfc3339().endswith("Z")
 
 
 def test_the_tables_say_what_was_not_sent_and_which_target_went_away() -> None:

@@ -9,19 +9,15 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from loadgen.timestamps import rfc3339
 from nodelab.local.session import PhaseResult
 
 __all__ = ["HISTORY_LIMIT", "build_status", "history_row", "read_previous", "write_status"]
 
 HISTORY_LIMIT = 10
-
-
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def history_row(result: PhaseResult, generation: int) -> dict[str, Any]:
@@ -30,7 +26,7 @@ def history_row(result: PhaseResult, generation: int) -> dict[str, Any]:
     latency = report.get("latencyMillis") or {}
     row: dict[str, Any] = {
         "generation": generation,
-        "finishedAt": report.get("finishedAt") or _now(),
+        "finishedAt": report.get("finishedAt") or rfc3339(),
         "replicas": result.node.replicas,
         "workers": result.node.workers,
         "concurrency": result.concurrency,
@@ -76,7 +72,7 @@ def build_status(
     result: PhaseResult, *, generation: int, previous: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
     """The whole status after ``result``; ``previous`` (an earlier status) keeps its history."""
-    now = _now()
+    now = rfc3339()
     node = result.node
     conditions = [
         _condition("SpecValid", True, "Valid", "the spec passed the CRD's schema and rules",
