@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import random
-import signal
 import socket
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from node_service.settings import node_argv
+from tests.support.cluster import procs
 
 __all__ = ["NodeProcess", "free_base_port", "free_port", "reap", "running_node", "wait_healthy"]
 
@@ -95,18 +95,7 @@ def wait_healthy(
 
 def reap(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """Stop a process we started and its process group: SIGTERM, then SIGKILL after ``grace``."""
-    if proc.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=grace)
-    # Workers may linger briefly after the master exits; the group is still ours to clear.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    procs.reap(proc, grace)
 
 
 @contextlib.contextmanager

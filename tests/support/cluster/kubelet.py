@@ -27,7 +27,6 @@ import argparse
 import asyncio
 import concurrent.futures
 import contextlib
-import datetime
 import http.client
 import json
 import logging
@@ -44,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from loadgen.timestamps import rfc3339
 from tests.support.cluster import network
 from tests.support.cluster.api import STRATEGIC, Api, ApiError
 from tests.support.cluster.dns import ClusterDns
@@ -62,14 +62,6 @@ _VAR_REF = re.compile(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)")
 def node_names(count: int) -> list[str]:
     """kind's worker names: nodelab-worker, nodelab-worker2, ..."""
     return ["nodelab-worker" + (str(i + 1) if i else "") for i in range(count)]
-
-
-def _now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _micro_now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 @dataclass(frozen=True)
@@ -311,7 +303,7 @@ class Kubelet:
         with contextlib.suppress(ApiError):
             self.api.call("POST", "/api/v1/nodes", body)
         resources = {"cpu": self.cpu, "memory": self.memory, "pods": "110"}
-        now = _now()
+        now = rfc3339()
         conditions = [
             (kind, "False", reason, message)
             for kind, reason, message in (
@@ -361,7 +353,7 @@ class Kubelet:
             spec = {
                 "holderIdentity": node,
                 "leaseDurationSeconds": _LEASE_DURATION_S,
-                "renewTime": _micro_now(),
+                "renewTime": rfc3339(timespec="microseconds"),
             }
             try:
                 if self.api.get(path) is None:
@@ -442,7 +434,7 @@ class Kubelet:
     # --- starting ------------------------------------------------------------------------------
 
     def _setup(self, run: PodRun) -> None:
-        run.start_time = run.start_time or _now()
+        run.start_time = run.start_time or rfc3339()
         run.workdir = self.workdir / "pods" / f"{run.namespace}_{run.name}_{run.uid[:8]}"
         run.workdir.mkdir(parents=True, exist_ok=True)
         try:
@@ -661,7 +653,7 @@ class Kubelet:
     def _launch(self, run: PodRun) -> None:
         log_path = run.workdir / f"{run.container['name']}.log"
         with log_path.open("ab") as handle:
-            handle.write(f"--- start {_now()} restart {run.restarts}\n".encode())
+            handle.write(f"--- start {rfc3339()} restart {run.restarts}\n".encode())
             handle.flush()
             run.proc = subprocess.Popen(
                 self._script(run),
@@ -671,7 +663,7 @@ class Kubelet:
                 env=run.env,
                 start_new_session=True,
             )
-        run.started_at = _now()
+        run.started_at = rfc3339()
         run.terminated = None
         run.waiting = None
         run.started = "startupProbe" not in run.container
@@ -699,7 +691,7 @@ class Kubelet:
             "exitCode": exit_code,
             "reason": "Completed" if exit_code == 0 else "Error",
             "startedAt": run.started_at,
-            "finishedAt": _now(),
+            "finishedAt": rfc3339(),
             "containerID": f"nodelab-test://{run.proc.pid}",
         }
         run.proc = None
@@ -837,7 +829,7 @@ class Kubelet:
             text = "True" if value else "False"
             previous = old.get(kind, {})
             since = previous.get("lastTransitionTime") if previous.get("status") == text else None
-            entry = {"type": kind, "status": text, "lastTransitionTime": since or _now()}
+            entry = {"type": kind, "status": text, "lastTransitionTime": since or rfc3339()}
             if reason and not value:
                 entry["reason"] = reason
             return entry

@@ -9,8 +9,9 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["Started", "start", "stop"]
+__all__ = ["Started", "reap", "start", "stop"]
 
 
 @dataclass
@@ -55,7 +56,12 @@ def start(
 
 def stop(started: Started, grace: float = 10.0) -> None:
     """SIGTERM the process group we started, SIGKILL it after ``grace`` seconds, reap."""
-    proc = started.proc
+    reap(started.proc, grace)
+
+
+def reap(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """Stop a process we started in its own session, and its group: SIGTERM, then SIGKILL
+    after ``grace`` seconds; wait for it."""
     if proc.poll() is None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGTERM)
