@@ -217,7 +217,8 @@ def p99_words(prediction: Prediction) -> str:
         )
     if p.p99_cause == "burst":
         wait = (
-            f"the last client waits {p.rounds} rounds of service for {p.capacity} workers"
+            f"the last client waits {p.rounds} rounds of service for {p.capacity} "
+            f"worker{'s' if p.capacity > 1 else ''}"
             if p.rounds > 1
             else "no request waits for a worker"
         )
