@@ -16,18 +16,10 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.conftest import ROOT, eventually
+from tests.cluster.conftest import eventually
 from tests.support.cluster.harness import Cluster
+from tests.support.phases import PHASES
 
-PHASES = [
-    ROOT / "manifests" / "phases" / name
-    for name in (
-        "phase-1-overwhelm.yaml",
-        "phase-2-vertical.yaml",
-        "phase-3-limit.yaml",
-        "phase-4-horizontal.yaml",
-    )
-]
 LAB = "scaling-lab"
 LOAD_FACTOR = 20  # fib(20): about a millisecond of CPU per request
 PHASE_TIMEOUT_S = 240.0

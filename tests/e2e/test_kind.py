@@ -17,19 +17,11 @@ import pytest
 from nodelab import quantity, spec
 
 from tests.e2e.conftest import Kubectl
+from tests.support.phases import PHASES
 
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-PHASES = [
-    ROOT / "manifests" / "phases" / name
-    for name in (
-        "phase-1-overwhelm.yaml",
-        "phase-2-vertical.yaml",
-        "phase-3-limit.yaml",
-        "phase-4-horizontal.yaml",
-    )
-]
 NAMESPACE = "nodelab-e2e"
 LAB = "scaling-lab"
 # Phase 1 is the slowest: 20 requests of fib(35) one at a time on half a core (~2 minutes),
