@@ -334,6 +334,15 @@ def _apply_children(
         for child in children:
             outcomes[child["metadata"]["name"]] = cluster.apply(child)
     except k8s.ApiError as exc:
+        if exc.status == 403:
+            # Without this Event an RBAC refusal shows only in the operator's log, and the lab
+            # just sits there (found on a real API server with one verb removed).
+            kopf.warn(
+                owner,
+                reason="Forbidden",
+                message=f"{exc}; the operator's ClusterRole (manifests/rbac/cluster_role.yaml) "
+                "must grant it; the operator retries",
+            )
         raise _api_failure(exc) from exc
     return outcomes
 
