@@ -5,21 +5,33 @@ Two kinds of work, both idempotent:
 * on create, spec update and operator resume (``apply_lab``): validate the spec, create or
   patch the children (ServiceAccount, Role, RoleBinding, Deployment, two Services), adopt
   them, and start a new generation's status (phase Deploying);
-* every ``reconcile_interval`` seconds (``progress``): observe the Deployment, pods and Jobs,
-  let :func:`nodelab.progress.decide` choose the next step, carry it out.
+* the progress step (``progress_lab``): read the lab, observe its Deployment, pods and Jobs,
+  let :func:`nodelab.progress.decide` choose the next step, carry it out, write status. A change
+  of one of the lab's children asks for it (``child_changed``: kopf watches filtered by the
+  children's labels, :data:`nodelab.progress.WATCHES`), so does ``apply_lab`` as it ends, and
+  so does the ``progress`` timer every ``reconcile_interval`` seconds, a safety net.
+
+Every request for a lab's step goes through one :class:`LabGate`: one step at a time per lab,
+each reading the lab afresh, and requests arriving meanwhile folded into one more step. The
+step writes status with the resourceVersion it read, so a lab changed in between (a spec
+update, the load Job's report) is read and decided again, never overwritten from a stale copy.
 
 Handlers are synchronous on purpose: kopf runs them in its thread pool, so the blocking
 ``kubernetes`` client never stalls the event loop the watches (and, in tests, the emulated
-API server) run on. Status is written through kopf's ``patch`` (a merge patch on the status
-subresource) and only with the fields the operator owns: ``lastRun`` belongs to the load Job.
+API server) run on. Status holds only the fields the operator owns (``lastRun`` belongs to the
+load Job), written through the operator's own client (a merge patch on the status subresource,
+with the resourceVersion read), since a child's handler can patch only that child; only an
+invalid spec's status goes through kopf's ``patch``, as no step ever writes that of such a lab.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
-from collections.abc import Mapping
-from typing import Any
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, cast
 
 import kopf
 
@@ -29,14 +41,19 @@ from nodelab.settings import OperatorSettings
 from nodelab.spec import NodeLab, parse_spec
 
 __all__ = [
+    "LabGate",
     "apply_lab",
+    "child_changed",
     "configure",
     "disconnect",
     "login",
     "parse_lab",
+    "progress_lab",
     "progress_tick",
     "register",
 ]
+
+logger = logging.getLogger(__name__)
 
 _RESOURCE = (crd.GROUP, crd.VERSION, crd.PLURAL)
 # True once every child exists and this lab controls it; False (ChildConflict) while an object
@@ -45,6 +62,72 @@ CHILDREN_APPLIED = "ChildrenApplied"
 _APPLIED = "every child exists and this NodeLab controls it"
 # Conflicts and server trouble pass; a refused object (bad request, invalid) does not.
 _PERMANENT_STATUSES = {400, 404, 422}
+# Reads of a lab that changed before its status was written, before the step gives up for now.
+_STALE_READS = 3
+_MERGE_PATCH = "application/merge-patch+json"
+
+LabKey = tuple[str, str]  # (namespace, name)
+
+
+class LabGate:
+    """One progress step at a time per lab; requests meanwhile are folded into one more step.
+
+    :meth:`request` runs the step now, or, if a step is already under way for that lab, marks
+    that another is wanted and returns at once: the thread running the steps goes round once
+    more when its step ends, and that step reads everything again. So a tick and a watch event
+    that race never act at the same time, nor on what the other has just changed, a burst of
+    pod events costs two steps rather than one each, and no kopf worker thread waits for a
+    step. :meth:`exclusive` (the change handlers) waits until no step runs, then holds the lab.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy: set[LabKey] = set()  # a step or an apply holds the lab
+        self._stepping: set[LabKey] = set()  # a thread runs this lab's steps
+        self._wanted: set[LabKey] = set()  # a step was asked for and has not started yet
+
+    @contextlib.contextmanager
+    def exclusive(self, key: LabKey) -> Iterator[None]:
+        """Hold the lab: wait until nothing else does, keep others out until the block ends."""
+        with self._changed:
+            while key in self._busy:
+                self._changed.wait()
+            self._busy.add(key)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._busy.discard(key)
+                self._changed.notify_all()
+
+    def request(self, key: LabKey, step: Callable[[], None]) -> bool:
+        """Have ``step`` run for the lab; True if this call ran it, False if folded into another.
+
+        An exception from ``step`` ends this call's steps and is raised; a step asked for
+        meanwhile waits for the next request (the timer's, at the latest).
+        """
+        with self._changed:
+            self._wanted.add(key)
+            if key in self._stepping:
+                return False
+            self._stepping.add(key)
+        try:
+            while True:
+                with self._changed:
+                    if key not in self._wanted:
+                        self._stepping.discard(key)
+                        return True
+                    self._wanted.discard(key)
+                with self.exclusive(key):
+                    step()
+        except BaseException:
+            with self._changed:
+                self._stepping.discard(key)
+            raise
+
+
+class _StatusMoved(Exception):
+    """The lab changed between the step's read and its status write (409): read it again."""
 
 
 def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> None:
@@ -55,6 +138,20 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     kopf.on.create(*_RESOURCE, registry=registry, id="apply-on-create")(apply_lab)
     kopf.on.update(*_RESOURCE, field="spec", registry=registry, id="apply-on-update")(apply_lab)
     kopf.on.resume(*_RESOURCE, registry=registry, id="apply-on-resume")(apply_lab)
+    for watch in progress.WATCHES:
+        # Filtered here as well as by the server (configure): a server that ignores the
+        # selector must not widen what wakes the step.
+        labels: dict[str, Any] = {  # a value, or kopf.PRESENT
+            key: kopf.PRESENT if value is None else value for key, value in watch.labels.items()
+        }
+        kopf.on.event(
+            watch.group,
+            watch.version,
+            watch.plural,
+            labels=labels,
+            registry=registry,
+            id=f"progress-on-{watch.plural}",
+        )(child_changed)
     kopf.timer(
         *_RESOURCE,
         interval=settings.reconcile_interval,
@@ -82,10 +179,15 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     )
     settings.persistence.finalizer = f"{crd.GROUP}/operator"
     settings.posting.level = logging.INFO
+    # The children's watches ask the server for the lab's children only, not every pod.
+    for watch in progress.WATCHES:
+        settings.watching.label_selectors[watch.group, watch.version, watch.plural] = watch.selector
     if getattr(memo, "cluster", None) is None:
         memo.cluster = k8s.Cluster.connect()
     if getattr(memo, "lab_settings", None) is None:
         memo.lab_settings = OperatorSettings.from_env()
+    if getattr(memo, "lab_gate", None) is None:
+        memo.lab_gate = LabGate()
 
 
 def disconnect(memo: kopf.Memo, **_: Any) -> None:
@@ -129,17 +231,43 @@ def apply_lab(
     logger: kopf.Logger,
     **_: Any,
 ) -> None:
-    """Create or patch a lab's children for its current spec (create, update, resume)."""
+    """Create or patch a lab's children for its current spec (create, update, resume), write
+    the status that starts its generation, then take the first progress step at once.
+
+    Holds the lab's gate while it applies: no progress step applies children or acts for this
+    lab meanwhile. The step right after matters where no child would wake one: a change of the
+    load only leaves the rollout ready, and its Job is due now.
+    """
+    gate: LabGate = memo.lab_gate
+    namespace = namespace or "default"  # NodeLab is namespaced; kopf types it optional
+    with gate.exclusive((namespace, name)):
+        _apply_lab(body, spec, meta, status, name, namespace, patch, memo, logger)
+    _quietly(memo, namespace, name, logger)
+
+
+def _apply_lab(
+    body: kopf.Body,
+    spec: kopf.Spec,
+    meta: kopf.Meta,
+    status: kopf.Status,
+    name: str,
+    namespace: str,
+    patch: kopf.Patch,
+    memo: Any,
+    logger: kopf.Logger,
+) -> None:
     settings: OperatorSettings = memo.lab_settings
     cluster: k8s.Cluster = memo.cluster
-    namespace = namespace or "default"  # NodeLab is namespaced; kopf types it optional
     generation = int(meta.get("generation") or 1)
     stamp = _now()
     conditions = list(status.get("conditions") or ())
+    found: dict[str, Any] = _plain(body)
     try:
         lab = parse_lab(name, namespace, meta, spec, settings)
     except validation.SpecInvalid as exc:
         message = "; ".join(str(error) for error in exc.errors)
+        # kopf's own patch as the handler ends: no progress step acts on, or writes, a lab
+        # whose spec is invalid, so nothing races this write.
         patch.status["phase"] = lab_status.FAILED
         patch.status["observedGeneration"] = generation
         patch.status["conditions"] = lab_status.set_condition(
@@ -157,13 +285,25 @@ def apply_lab(
 
     valid = lab_status.find_condition(conditions, lab_status.SPEC_VALID) or {}
     under_way = status.get("observedGeneration") == generation and valid.get("status") == "True"
-    if not under_way:
-        conditions = _start_conditions(conditions, generation, stamp)
+
+    def started(current: Mapping[str, Any]) -> list[dict[str, Any]]:
+        before = list(current.get("conditions") or ())
+        return before if under_way else _start_conditions(before, generation, stamp)
+
     try:
         outcomes = _apply_children(lab, body, settings, cluster)
     except k8s.ChildConflict as exc:
-        _report_conflict(body, patch, conditions, generation, exc, settings)
-        raise kopf.PermanentError(f"{exc}; the progress timer tries again") from None
+        conflict = exc
+        _fields, warning = _conflict_status(started(status), generation, conflict, settings)
+        _update_status(
+            cluster,
+            found,
+            generation,
+            lambda current: _conflict_status(started(current), generation, conflict, settings)[0],
+        )
+        if warning:
+            kopf.warn(body, reason="ChildConflict", message=warning)
+        raise kopf.PermanentError(f"{conflict}; the progress timer tries again") from None
     deployment = names.deployment(name)
     kopf.info(
         body,
@@ -177,10 +317,17 @@ def apply_lab(
     logger.info("children of generation %s: %s", generation, outcomes)
 
     if under_way:
-        return  # a resume of a generation already under way: the progress timer carries on
-    patch.status["phase"] = lab_status.DEPLOYING
-    patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = conditions
+        return  # a resume of a generation already under way: the progress step carries on
+    _update_status(
+        cluster,
+        found,
+        generation,
+        lambda current: {
+            "phase": lab_status.DEPLOYING,
+            "observedGeneration": generation,
+            "conditions": started(current),
+        },
+    )
 
 
 def _start_conditions(
@@ -204,58 +351,118 @@ def _start_conditions(
     return conditions
 
 
-def _report_conflict(
-    body: kopf.Body,
-    patch: kopf.Patch,
+def _conflict_status(
     conditions: list[dict[str, Any]],
     generation: int,
     conflict: k8s.ChildConflict,
     settings: OperatorSettings,
-) -> None:
-    """ChildrenApplied=False/ChildConflict and phase Failed; a Warning Event if that is news."""
+) -> tuple[dict[str, Any], str | None]:
+    """Status of a ChildConflict (ChildrenApplied=False, phase Failed), and the message of the
+    Warning Event to post if that is news (else None)."""
     message = (
         f"{conflict}: the operator leaves it alone and creates its own once it is gone "
         f"(it looks again every {settings.reconcile_interval:g} s)"
     )
     before = lab_status.find_condition(conditions, CHILDREN_APPLIED) or {}
-    patch.status["phase"] = lab_status.FAILED
-    patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = lab_status.set_condition(
-        conditions,
-        CHILDREN_APPLIED,
-        "False",
-        "ChildConflict",
-        message,
-        generation=generation,
-        now=_now(),
-    )
-    if (before.get("reason"), before.get("message")) != ("ChildConflict", message):
-        kopf.warn(body, reason="ChildConflict", message=message)
+    fields = {
+        "phase": lab_status.FAILED,
+        "observedGeneration": generation,
+        "conditions": lab_status.set_condition(
+            conditions,
+            CHILDREN_APPLIED,
+            "False",
+            "ChildConflict",
+            message,
+            generation=generation,
+            now=_now(),
+        ),
+    }
+    news = (before.get("reason"), before.get("message")) != ("ChildConflict", message)
+    return fields, message if news else None
+
+
+# --- the progress step and what asks for it ---------------------------------------------------
 
 
 def progress_tick(
-    body: kopf.Body,
-    spec: kopf.Spec,
-    meta: kopf.Meta,
-    status: kopf.Status,
-    name: str,
-    namespace: str | None,
-    patch: kopf.Patch,
-    memo: Any,
-    logger: kopf.Logger,
-    **_: Any,
+    name: str, namespace: str | None, meta: kopf.Meta, status: kopf.Status, memo: Any, **_: Any
 ) -> None:
-    """One look at a lab: observe, decide (``nodelab.progress``), act, write status."""
+    """The safety-net timer: the same step the watches ask for, through the lab's gate.
+
+    A lab that kopf's copy shows needs nothing from the step (being deleted, a generation not
+    taken in yet, an invalid spec) costs no request: its next change wakes the step anyway.
+    """
+    if progress.wants_progress(meta, status):
+        _request_progress(memo, namespace or "default", name)
+
+
+def child_changed(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
+    """A watched child changed (added, modified, deleted): a step for the lab it belongs to."""
+    lab = progress.owning_lab(body)
+    if lab is not None:
+        _quietly(memo, namespace or "default", lab, kwargs.get("logger"))
+
+
+def _quietly(
+    memo: Any, namespace: str, name: str, log: logging.Logger | logging.LoggerAdapter[Any] | None
+) -> None:
+    # kopf never retries an event handler: log the failure, the timer tries again.
+    try:
+        _request_progress(memo, namespace, name)
+    except (kopf.TemporaryError, kopf.PermanentError) as exc:
+        settings: OperatorSettings = memo.lab_settings
+        (log or logger).warning(
+            "progress of NodeLab %s/%s: %s; the timer tries again within %g s",
+            namespace,
+            name,
+            exc,
+            settings.reconcile_interval,
+        )
+
+
+def _request_progress(memo: Any, namespace: str, name: str) -> None:
+    gate: LabGate = memo.lab_gate
     settings: OperatorSettings = memo.lab_settings
     cluster: k8s.Cluster = memo.cluster
-    namespace = namespace or "default"  # NodeLab is namespaced; kopf types it optional
-    generation = int(meta.get("generation") or 1)
-    if meta.get("deletionTimestamp"):
+    gate.request((namespace, name), lambda: progress_lab(cluster, settings, namespace, name))
+
+
+def progress_lab(
+    cluster: k8s.Cluster, settings: OperatorSettings, namespace: str, name: str
+) -> None:
+    """One look at a lab, read afresh: observe, decide (``nodelab.progress``), act, write status.
+
+    Callers go through the lab's :class:`LabGate`. A lab that changed before its status was
+    written is read and decided again (a few times, then a TemporaryError); a lab that is gone
+    ends it quietly.
+    """
+    for _ in range(_STALE_READS):
+        try:
+            found = cluster.request("GET", _lab_path(namespace, name))
+        except k8s.ApiError as exc:
+            if exc.status == 404:
+                return  # deleted: its children go with it
+            raise _api_failure(exc) from exc
+        try:
+            _progress_once(found, cluster, settings)
+        except _StatusMoved:
+            continue
         return
-    if status.get("observedGeneration") != generation:
-        return  # the change handler has not taken this generation in yet
-    valid = lab_status.find_condition(status.get("conditions"), lab_status.SPEC_VALID) or {}
-    if valid.get("status") != "True":
+    raise kopf.TemporaryError(
+        f"NodeLab {namespace}/{name} changed under each of {_STALE_READS} progress steps",
+        delay=1,
+    )
+
+
+def _progress_once(found: dict[str, Any], cluster: k8s.Cluster, settings: OperatorSettings) -> None:
+    body = kopf.Body(cast(kopf.RawBody, found))
+    meta: Mapping[str, Any] = found.get("metadata") or {}
+    spec: Mapping[str, Any] = found.get("spec") or {}
+    status: Mapping[str, Any] = found.get("status") or {}
+    name = str(meta.get("name"))
+    namespace = str(meta.get("namespace") or "default")
+    generation = int(meta.get("generation") or 1)
+    if not progress.wants_progress(meta, status):
         return
     try:
         lab = parse_lab(name, namespace, meta, spec, settings)
@@ -284,7 +491,7 @@ def progress_tick(
         jobs = [job for job in labelled if k8s.controller_uid(job) == owner]
         observed = progress.Observation(deployment=deployment, pods=pods, jobs=jobs)
         now = datetime.datetime.now(datetime.UTC)
-        decision = progress.decide(lab, _plain(status), observed, settings, now)
+        decision = progress.decide(lab, status, observed, settings, now)
         if decision.reapply_children:
             _apply_children(lab, body, settings, cluster)
         if decision.create_job:
@@ -300,16 +507,16 @@ def progress_tick(
             if cluster.delete("Job", namespace, job_name):
                 kopf.info(body, reason="LoadJobDeleted", message=f"old load Job {job_name} deleted")
     except k8s.ChildConflict as exc:
-        _report_conflict(body, patch, conditions, generation, exc, settings)
+        fields, warning = _conflict_status(conditions, generation, exc, settings)
+        _write_status(cluster, found, fields)
+        if warning:
+            kopf.warn(body, reason="ChildConflict", message=warning)
         return
     except k8s.ApiError as exc:
         raise _api_failure(exc) from exc
-    for event in decision.events:
-        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
-    for key, value in decision.status.items():
-        patch.status[key] = value
+    fields = dict(decision.status)
     if conflicted:
-        patch.status["conditions"] = lab_status.set_condition(
+        fields["conditions"] = lab_status.set_condition(
             decision.status.get("conditions") or conditions,
             CHILDREN_APPLIED,
             "True",
@@ -318,9 +525,76 @@ def progress_tick(
             generation=generation,
             now=_now(),
         )
+    _write_status(cluster, found, fields)
+    # Posted once the status they describe is written: a step read again posts them then.
+    for event in decision.events:
+        kopf.event(body, type=event.type, reason=event.reason, message=event.message)
+    if conflicted:
         kopf.info(body, reason="ChildrenApplied", message=f"the conflict is over: {_APPLIED}")
-    if decision.status:
-        logger.debug("status of generation %s: %s", generation, sorted(decision.status))
+    if fields:
+        logger.debug(
+            "status of %s/%s generation %s: %s", namespace, name, generation, sorted(fields)
+        )
+
+
+def _update_status(
+    cluster: k8s.Cluster,
+    found: dict[str, Any],
+    generation: int,
+    fields_for: Callable[[Mapping[str, Any]], Mapping[str, Any]],
+) -> None:
+    """Write ``fields_for(status)`` into the lab's status for ``generation``, from ``found``
+    (kopf's copy) and, if the lab has moved since (409), from a fresh read; nothing once a
+    newer generation is there (its own change handler writes it) or the lab is gone."""
+    meta = found.get("metadata") or {}
+    namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name"))
+    for _ in range(_STALE_READS):
+        if int((found.get("metadata") or {}).get("generation") or 1) != generation:
+            return
+        try:
+            _write_status(cluster, found, fields_for(found.get("status") or {}))
+            return
+        except _StatusMoved:
+            pass
+        try:
+            found = cluster.request("GET", _lab_path(namespace, name))
+        except k8s.ApiError as exc:
+            if exc.status == 404:
+                return
+            raise _api_failure(exc) from exc
+    raise kopf.TemporaryError(
+        f"NodeLab {namespace}/{name} changed under each of {_STALE_READS} status writes", delay=1
+    )
+
+
+def _lab_path(namespace: str, name: str) -> str:
+    return f"/apis/{crd.GROUP}/{crd.VERSION}/namespaces/{namespace}/{crd.PLURAL}/{name}"
+
+
+def _write_status(
+    cluster: k8s.Cluster, found: Mapping[str, Any], fields: Mapping[str, Any]
+) -> None:
+    """Merge-patch ``fields`` into the lab's status if the lab is still as ``found`` was.
+
+    The resourceVersion read is the patch's precondition: 409 if anything (a spec change, the
+    change handler's own write, the load Job's report) wrote the lab since, and then
+    :class:`_StatusMoved`. Nothing to write, no request.
+    """
+    if not fields:
+        return
+    meta = found.get("metadata") or {}
+    body: dict[str, Any] = {"status": dict(fields)}
+    if meta.get("resourceVersion"):
+        body["metadata"] = {"resourceVersion": meta["resourceVersion"]}
+    path = f"{_lab_path(str(meta.get('namespace')), str(meta.get('name')))}/status"
+    try:
+        cluster.request("PATCH", path, body, content_type=_MERGE_PATCH)
+    except k8s.ApiError as exc:
+        if exc.status == 409:
+            raise _StatusMoved from exc
+        if exc.status == 404:
+            return  # the lab is gone
+        raise _api_failure(exc) from exc
 
 
 def _apply_children(

@@ -1,9 +1,13 @@
 """The progress decision: from what the cluster shows to what the operator does next. Pure.
 
-The progress timer observes a lab's Deployment, pods and load Jobs, then calls :func:`decide`,
+The progress step observes a lab's Deployment, pods and load Jobs, then calls :func:`decide`,
 which returns the status fields to write (only those that change), whether to create the load
 Job of the current generation, which Jobs to delete, and the Events to post. Level-based: the
 same observation always gives the same decision, so a restarted operator picks up where it was.
+
+What wakes the step: a change of one of the lab's children (:data:`WATCHES` says which objects
+are watched, by their labels; :func:`owning_lab` says whose child an object is), the change
+handler as it ends, or the safety-net timer; :func:`wants_progress` says whether a lab needs one.
 """
 
 from __future__ import annotations
@@ -13,11 +17,21 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodelab import names, status
+from nodelab import crd, names, status
 from nodelab.settings import OperatorSettings
 from nodelab.spec import NodeLab
 
-__all__ = ["Event", "Observation", "Progress", "decide", "jobs_to_delete"]
+__all__ = [
+    "WATCHES",
+    "Event",
+    "Observation",
+    "Progress",
+    "Watch",
+    "decide",
+    "jobs_to_delete",
+    "owning_lab",
+    "wants_progress",
+]
 
 
 @dataclass(frozen=True)
@@ -47,6 +61,106 @@ class Progress:
     delete_jobs: tuple[str, ...] = ()
     reapply_children: bool = False
     events: tuple[Event, ...] = ()
+
+
+@dataclass(frozen=True)
+class Watch:
+    """A kind of child whose changes wake the progress step, and the labels that select it.
+
+    ``labels`` maps a label to the value it must have, or to None if it need only be present
+    (the lab's name: one watch serves every lab).
+    """
+
+    group: str  # "" for the core API
+    version: str
+    plural: str
+    labels: Mapping[str, str | None]
+
+    @property
+    def selector(self) -> str:
+        """The Kubernetes label selector, e.g. ``a=b,c`` (``c`` present with any value)."""
+        return ",".join(
+            key if value is None else f"{key}={value}" for key, value in sorted(self.labels.items())
+        )
+
+    def matches(self, labels: Mapping[str, str] | None) -> bool:
+        """Whether an object with ``labels`` is one this watch selects."""
+        have = labels or {}
+        return all(
+            key in have if value is None else have.get(key) == value
+            for key, value in self.labels.items()
+        )
+
+
+# The lab's children whose changes can move it on: the node Deployment (its rollout), the node
+# pods (why a rollout is stuck) and the load Jobs (running, finished, deleted). The label values
+# are the builders' own (names.node_labels, names.load_job_labels, the pod template's labels);
+# node pods carry no managed-by label, so they are selected by their name and component.
+WATCHES: tuple[Watch, ...] = (
+    Watch(
+        "apps",
+        "v1",
+        "deployments",
+        {
+            names.NAME_LABEL: "nodelab-node",
+            names.INSTANCE_LABEL: None,
+            names.COMPONENT_LABEL: "node",
+            names.MANAGED_BY_LABEL: "nodelab-operator",
+        },
+    ),
+    Watch(
+        "",
+        "v1",
+        "pods",
+        {
+            names.NAME_LABEL: "nodelab-node",
+            names.INSTANCE_LABEL: None,
+            names.COMPONENT_LABEL: "node",
+        },
+    ),
+    Watch(
+        "batch",
+        "v1",
+        "jobs",
+        {
+            names.NAME_LABEL: "nodelab-load",
+            names.INSTANCE_LABEL: None,
+            names.COMPONENT_LABEL: "load",
+            names.MANAGED_BY_LABEL: "nodelab-operator",
+        },
+    ),
+)
+
+
+def owning_lab(child: Mapping[str, Any]) -> str | None:
+    """The name of the NodeLab (same namespace) a child belongs to, or None.
+
+    Its controller if that is a NodeLab (Deployments, Jobs), else its instance label (pods are
+    the ReplicaSet's). Either only says which lab to look at: the step itself checks that the
+    lab controls what it counts, so a forged label costs one look and nothing more.
+    """
+    meta = child.get("metadata") or {}
+    for ref in meta.get("ownerReferences") or ():
+        if (
+            ref.get("controller")
+            and ref.get("kind") == crd.KIND
+            and str(ref.get("apiVersion", "")).split("/")[0] == crd.GROUP
+            and ref.get("name")
+        ):
+            return str(ref["name"])
+    name = (meta.get("labels") or {}).get(names.INSTANCE_LABEL)
+    return str(name) if name else None
+
+
+def wants_progress(meta: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    """Whether the step has anything to do for a lab: not being deleted, its generation taken
+    in by the change handlers (``observedGeneration``), and its spec valid (else they said so)."""
+    if meta.get("deletionTimestamp"):
+        return False
+    if current.get("observedGeneration") != int(meta.get("generation") or 1):
+        return False
+    valid = status.find_condition(current.get("conditions"), status.SPEC_VALID) or {}
+    return valid.get("status") == "True"
 
 
 # Reasons worth a Warning Event rather than a Normal one.

@@ -73,8 +73,18 @@ class ApiServer(kmock.KubernetesEmulator):
     """kmock's emulator plus the metadata the real API server maintains.
 
     On create: ``uid``, ``resourceVersion``, ``generation`` 1 and a name from ``generateName``
-    (kopf posts Events that way). On a patch of the main resource that changes ``spec``:
-    ``generation`` + 1, as the API server does for every spec change.
+    (kopf posts Events that way). On a merge patch: a new ``resourceVersion``; of the main
+    resource, changing ``spec``: ``generation`` + 1, as the API server does for every spec
+    change. And its optimistic concurrency: a merge patch naming another
+    ``metadata.resourceVersion`` than the object's is refused with 409 (the operator's status
+    write reads again), a JSON patch whose ``test`` of it fails with 422 (kopf's finalizer
+    patches: kopf then waits for the next event; the emulator's own 500 made kopf retry the
+    same stale patch with a backoff of up to a minute).
+
+    A JSON patch keeps the ``resourceVersion``, unlike the API server's: kmock's watch ignores
+    the ``resourceVersion`` it starts from and replays every object, so kopf sees a lab it has
+    just listed a second time, stale; were its finalizer patch to move the version, kopf's
+    ``test`` on that stale copy would fail and kopf would wait for an event already past.
 
     ``request_log_limit`` bounds kmock's request log: kmock matches every request against its
     whole log, so a long, busy run (the operator bench) slows down quadratically without it.
@@ -97,8 +107,54 @@ class ApiServer(kmock.KubernetesEmulator):
                 meta.setdefault("generation", 1)
                 meta["resourceVersion"] = str(next(_versions))
             elif request.action == kmock.action.UPDATE and request.name is not None:
+                self._precondition(request, data)
                 self._bump(request, data)
+        elif (
+            request.resource is not None
+            and isinstance(data, list)
+            and request.action == kmock.action.UPDATE
+            and request.name is not None
+        ):
+            self._precondition(request, data)
         return await super()._handle(request)
+
+    def _stored(self, request: Any) -> dict[str, Any] | None:
+        wanted = (request.resource, request.namespace, request.name)
+        for key, obj in self.objects.items():
+            if key == wanted and not obj.deleted:
+                raw: dict[str, Any] = obj.raw
+                return raw
+        return None
+
+    def _precondition(self, request: Any, data: dict[str, Any] | list[Any]) -> None:
+        stored = self._stored(request)
+        if stored is None:
+            return  # the emulator answers 404 itself
+        current = (stored.get("metadata") or {}).get("resourceVersion")
+        if isinstance(data, dict):
+            wanted = (data.get("metadata") or {}).get("resourceVersion")
+            if wanted is not None and wanted != current:
+                raise kmock.KubernetesError(
+                    status=409,
+                    reason="Conflict",
+                    message=f"Operation cannot be fulfilled on {request.resource.plural} "
+                    f'"{request.name}": the object has been modified; please apply your '
+                    "changes to the latest version and try again",
+                )
+            return
+        for op in data:
+            if (
+                isinstance(op, dict)
+                and op.get("op") == "test"
+                and op.get("path") == "/metadata/resourceVersion"
+                and op.get("value") != current
+            ):
+                raise kmock.KubernetesError(
+                    status=422,
+                    reason="Invalid",
+                    message=f"the server rejected our request: testing value "
+                    f"/metadata/resourceVersion failed: {current} is not {op.get('value')}",
+                )
 
     def _bump(self, request: Any, data: dict[str, Any]) -> None:
         meta = data.setdefault("metadata", {})

@@ -135,6 +135,9 @@ async def test_create_deploys_then_loads(emulator: Emulator) -> None:
             f"{job_latency:.2f}s to Job; steady state {per_tick:.1f} API calls per tick"
         )
         assert emulator.names(JOBS) == ["scaling-lab-load-g1"]
+        # A tick reads the lab, its Deployment and its Jobs; its own writes wake no further step
+        # (a load slows the ticks down, never up).
+        assert per_tick < 8, f"{per_tick:.1f} API calls per tick: steps waking steps?"
 
 
 async def test_change_workers_rolls_out_a_new_generation(emulator: Emulator) -> None:
@@ -430,6 +433,133 @@ async def test_jobs_with_the_labs_labels_are_neither_counted_nor_deleted(
             "ChildrenApplied=True",
         )
         assert "scaling-lab-load-g0" in emulator.names(JOBS), "not the operator's to delete"
+
+
+# --- the watches: children's changes move the lab, not the timer ------------------------------
+
+# A timer that never ticks within a test: whatever moves the lab here is a watch event.
+NO_TIMER = OperatorSettings(reconcile_interval=300, report_grace_seconds=600)
+NODE_LABELS = {
+    "app.kubernetes.io/name": "nodelab-node", "app.kubernetes.io/instance": "scaling-lab",
+    "app.kubernetes.io/component": "node",
+}  # fmt: skip
+
+
+def _requests(emulator: Emulator, action: Any, plural: str) -> list[Any]:
+    return [
+        r for r in emulator.server
+        if r.action == action and r.resource is not None and r.resource.plural == plural
+    ]  # fmt: skip
+
+
+async def _deploying(emulator: Emulator) -> None:
+    await _create_lab(emulator)
+    await eventually(lambda: emulator.get(DEPLOYMENTS, "scaling-lab-node"), "the Deployment")
+    await eventually(lambda: emulator.lab_status().get("phase") == "Deploying", "Deploying")
+
+
+async def test_the_watches_move_a_lab_to_its_load_job_without_the_timer(
+    emulator: Emulator,
+) -> None:
+    async with running_operator(emulator, NO_TIMER):
+        await _deploying(emulator)
+        await emulator.mark_deployment_ready()
+        ready_at = time.monotonic()
+        # Well inside the 300 s interval: only the Deployment's watch event can have done it.
+        await eventually(
+            lambda: emulator.get(JOBS, "scaling-lab-load-g1"), "the load Job", timeout=60
+        )
+        print(f"\nrollout ready -> load Job (watch): {time.monotonic() - ready_at:.3f} s")
+        await eventually(lambda: emulator.lab_status().get("phase") == "Ready", "Ready")
+        # The Job's own events: its pod runs (Loading); it reports, then exits (Completed).
+        await emulator.patch("Job", "scaling-lab-load-g1", {"status": {"active": 1, "ready": 1}})
+        await eventually(lambda: emulator.lab_status().get("phase") == "Loading", "Loading")
+        await emulator.patch("NodeLab", "scaling-lab", {"status": {"lastRun": _report(1)}})
+        await emulator.finish_job("scaling-lab-load-g1")
+        await eventually(lambda: emulator.lab_status().get("phase") == "Completed", "Completed")
+        assert emulator.condition("LoadComplete")["reason"] == "Succeeded"
+    assert len(_requests(emulator, kmock.action.CREATE, "jobs")) == 1, "one load Job, once"
+    # The watches ask the server for the lab's children only, not every pod in the cluster.
+    selectors = {
+        r.resource.plural: r.params.get("labelSelector", "")
+        for r in _requests(emulator, kmock.action.WATCH, "pods")
+        + _requests(emulator, kmock.action.WATCH, "deployments")
+        + _requests(emulator, kmock.action.WATCH, "jobs")
+    }
+    assert set(selectors) == {"pods", "deployments", "jobs"}
+    for plural, selector in selectors.items():
+        assert "app.kubernetes.io/instance" in selector.split(","), (plural, selector)
+    assert "app.kubernetes.io/component=node" in selectors["pods"].split(",")
+    assert "app.kubernetes.io/component=load" in selectors["jobs"].split(",")
+    assert "app.kubernetes.io/managed-by=nodelab-operator" in selectors["deployments"].split(",")
+
+
+async def test_a_change_of_the_load_alone_starts_its_job_without_the_timer(
+    emulator: Emulator,
+) -> None:
+    # Phase 3 of the tour changes only spec.load: the fleet stays as it is, already rolled out,
+    # so no child's change would wake the step; the change handler's own step creates the Job.
+    async with running_operator(emulator, NO_TIMER):
+        await _deploying(emulator)
+        await emulator.mark_deployment_ready()
+        await eventually(lambda: emulator.get(JOBS, "scaling-lab-load-g1"), "the Job of g1")
+        await emulator.patch("NodeLab", "scaling-lab", {"status": {"lastRun": _report(1)}})
+        await emulator.finish_job("scaling-lab-load-g1")
+        await eventually(lambda: emulator.lab_status().get("phase") == "Completed", "Completed")
+
+        await emulator.patch("NodeLab", "scaling-lab", {"spec": {"load": {"concurrency": 20}}})
+        job = await eventually(
+            lambda: emulator.get(JOBS, "scaling-lab-load-g2"), "the Job of g2", timeout=60
+        )
+        assert loadgen_cli.parse(_command(job)[2:])[0].concurrency == 20
+        await eventually(lambda: emulator.lab_status().get("phase") == "Ready", "Ready")
+        assert emulator.lab_status()["observedGeneration"] == 2
+
+
+async def test_a_node_pods_event_explains_a_stuck_rollout_without_the_timer(
+    emulator: Emulator,
+) -> None:
+    pending = {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "scaling-lab-node-abc12", "labels": dict(NODE_LABELS)},
+        "spec": {"containers": [{"name": "node", "image": "nodelab:dev",
+                                 "resources": {"requests": {"cpu": "500m"}}}]},
+        "status": {"phase": "Pending", "conditions": [{
+            "type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+            "message": "0/3 nodes are available: 3 Insufficient cpu."}]},
+    }  # fmt: skip
+    async with running_operator(emulator, NO_TIMER):
+        await _deploying(emulator)
+        await emulator.create("Pod", pending)
+        condition = await eventually(
+            lambda: (
+                emulator.condition("Available").get("reason") == "Unschedulable"
+                and emulator.condition("Available")
+            ),
+            "Available=False/Unschedulable",
+            timeout=60,
+        )
+        assert "pod scaling-lab-node-abc12 asks for 500m CPU" in condition["message"]
+        assert emulator.lab_status()["phase"] == "Deploying"
+    # Watching a pod writes nothing on it (no finalizer, no annotations): list and watch suffice.
+    assert _requests(emulator, kmock.action.UPDATE, "pods") == []
+
+
+async def test_a_deleted_deployment_is_created_again_without_the_timer(emulator: Emulator) -> None:
+    async with running_operator(emulator, NO_TIMER):
+        await _deploying(emulator)
+        first = emulator.get(DEPLOYMENTS, "scaling-lab-node")["metadata"]["uid"]  # type: ignore[index]
+        await emulator.delete("Deployment", "scaling-lab-node")
+        again = await eventually(
+            lambda: (
+                (d := emulator.get(DEPLOYMENTS, "scaling-lab-node"))
+                and d["metadata"]["uid"] != first
+                and d
+            ),
+            "the Deployment created again",
+            timeout=60,
+        )
+        assert again["metadata"]["ownerReferences"][0]["name"] == "scaling-lab"
 
 
 def _report(generation: int) -> dict[str, Any]:
