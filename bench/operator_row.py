@@ -6,7 +6,8 @@ reporting each Deployment's rollout as soon as it appears. Nothing leaves the pr
 loopback HTTP to the emulator.
 
 * 5a: one NodeLab created -> its Deployment, both Services and the load account exist;
-* 5b: the rollout reported ready -> the load Job exists (within one progress-timer interval);
+* 5b: the rollout reported ready -> the load Job exists (target 1 s: the watches, not the
+  30 s safety-net timer, move the lab);
 * 5c: 100 NodeLabs created at once -> every one has its children, then every one its Job;
 * 5d: API requests per reconcile: the change handler's calls for one lab, and a steady-state
   progress tick's, counted by the operator's own client.
@@ -36,6 +37,10 @@ from tests.integration.operator_harness import (
 __all__ = ["run"]
 
 CREATE_TARGET_S = 1.0
+JOB_TARGET_S = 1.0
+# Steady-state calls are counted over this window (not a number of timer ticks: the shipped
+# timer is a 30 s safety net, and the watches wake the step when a child changes).
+COUNT_WINDOW_S = 10.0
 FLEET_TARGET_S = 30.0
 FULL_FLEET = 100
 _CHILDREN = (
@@ -102,11 +107,10 @@ async def _rows(emulator: Emulator, cluster: Any, fleet: int, interval: float) -
     await emulator.mark_deployment_ready("bench-one-node")
     job_s = await _until(emulator, ["bench-one"], (_JOB,))
 
-    # Steady state: the lab's Job runs and each tick only looks. Count over whole ticks.
-    ticks = 3
+    # Steady state: the lab's Job runs; nothing changes, so only the timer may call.
     calls_before = cluster.calls
-    await asyncio.sleep(interval * ticks)  # a counting window, not a wait for a condition
-    per_tick = (cluster.calls - calls_before) / ticks
+    await asyncio.sleep(COUNT_WINDOW_S)  # a counting window, not a wait for a condition
+    steady = cluster.calls - calls_before
 
     labs = [f"bench-{index:03d}" for index in range(fleet)]
     started = time.perf_counter()
@@ -125,8 +129,8 @@ async def _rows(emulator: Emulator, cluster: Any, fleet: int, interval: float) -
         ),
         Row(
             "5b", f"rollout ready -> load Job: {job_s:.3f} s",
-            f"progress timer interval {interval:g} s", job_s / interval, "<= 1 interval",
-            judge(job_s <= interval), data={"seconds": job_s, "intervalSeconds": interval},
+            "target 1 s", job_s / JOB_TARGET_S, f"< {JOB_TARGET_S:g} s",
+            judge(job_s < JOB_TARGET_S), data={"seconds": job_s, "intervalSeconds": interval},
         ),
         Row(
             "5c", f"{fleet} NodeLabs at once -> children {children_s:.2f} s, Jobs {fleet_s:.2f} s",
@@ -136,9 +140,10 @@ async def _rows(emulator: Emulator, cluster: Any, fleet: int, interval: float) -
             data={"labs": fleet, "childrenSeconds": children_s, "jobsSeconds": fleet_s},
         ),
         Row(
-            "5d", f"API calls: {apply_calls} per apply, {per_tick:.1f} per steady tick",
+            "5d", f"API calls: {apply_calls} per apply, {steady} in {COUNT_WINDOW_S:g} s steady",
             "the operator's own client (kopf's watches, status patches, Events not counted)",
             None, "-", "info",
-            data={"callsPerApply": apply_calls, "callsPerTick": per_tick, "ticks": ticks},
+            data={"callsPerApply": apply_calls, "steadyCalls": steady,
+                  "windowSeconds": COUNT_WINDOW_S},
         ),
     ]  # fmt: skip
