@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -96,8 +97,6 @@ class KubectlError(RuntimeError):
 def unavailable_reason() -> str | None:
     """Why a test cluster cannot run here, or None."""
     if binaries.find_binaries() is None:
-        import shutil
-
         if shutil.which("go") is None:
             return "Go is not installed, so the control plane cannot be built"
         return f"the control plane is not built: run `make cluster-bin` ({binaries.cache_dir()})"

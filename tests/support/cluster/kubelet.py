@@ -557,7 +557,6 @@ class Kubelet:
         return (account or {}).get("automountServiceAccountToken") is not False
 
     def _volumes(self, run: PodRun) -> None:
-        _uid, _gid, groups = self._user(run)
         fs_group = (run.pod["spec"].get("securityContext") or {}).get("fsGroup")
         declared = {v["name"]: v for v in run.pod["spec"].get("volumes") or []}
         for volume in declared.values():
@@ -572,7 +571,6 @@ class Kubelet:
                 path.chmod(0o1777 if fs_group is None else 0o2775)
                 if fs_group is not None:
                     os.chown(path, 0, int(fs_group))
-        del groups
         if self._wants_token(run):
             account = run.pod["spec"].get("serviceAccountName") or "default"
             answer = self.api.call(
