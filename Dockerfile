@@ -26,7 +26,7 @@ RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml
  && pip install --no-cache-dir -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# Then the project. operator/nodelab/crd.yaml is a symlink to manifests/crd/nodelab.yaml,
+# Then the project. operator/nodelab/model/crd.yaml is a symlink to manifests/crd/nodelab.yaml,
 # so the CRD must be in the build context too.
 COPY README.md ./
 COPY manifests/crd ./manifests/crd

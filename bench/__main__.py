@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from nodelab.local import procs
-from nodelab.local.progress import wide_console
+from nodelab.local.narration import wide_console
 from nodelab.local.settings import available_cores
 
 from bench import cluster_row, operator_row, row_client, row_health, row_latency, row_model

@@ -10,7 +10,7 @@ loopback HTTP to the emulator.
   30 s safety-net timer, move the lab);
 * 5c: 100 NodeLabs created at once -> every one has its children, then every one its Job;
 * 5d: API requests per reconcile: the change handler's calls for one lab, and a steady-state
-  progress tick's, counted by the operator's own client.
+  reconcile tick's, counted by the operator's own client.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import kmock
 import pytest
-from nodelab.settings import OperatorSettings
+from nodelab.kube.settings import OperatorSettings
 
 from bench.common import Context, say
 from bench.table import Row, judge
@@ -82,7 +82,7 @@ def _all_have(emulator: Emulator, labs: list[str], wanted: tuple[tuple[str, str]
 
 
 async def _measure(tmp: Path, fleet: int) -> list[Row]:
-    settings = OperatorSettings()  # as shipped: the progress timer's interval included
+    settings = OperatorSettings()  # as shipped: the reconcile timer's interval included
     with pytest.MonkeyPatch.context() as monkeypatch:
         async with _ApiServer() as server, kmock.Server(server):
             emulator = Emulator.prepare(server, tmp, monkeypatch)

@@ -28,14 +28,14 @@ from typing import Any
 
 import aiohttp
 import uvloop
-from nodelab import spec as nodelab_spec
 from nodelab.local import results
 from nodelab.local.cli_tour import phase_files
 from nodelab.local.fleet import Fleet, FleetSpec, PortInUse, check_port_free
-from nodelab.local.progress import Reporter
-from nodelab.local.render import phase_label, predicted_verdict
-from nodelab.local.session import PhaseResult, run_phase
+from nodelab.local.narration import Narrator
+from nodelab.local.phase_run import PhaseResult, run_phase
 from nodelab.local.settings import LocalSettings, Mode
+from nodelab.local.tables import phase_label, predicted_verdict
+from nodelab.model import spec as nodelab_spec
 
 from bench.common import Context, hdr_percentile, median, say
 from bench.table import Row, Status, judge, within
@@ -124,8 +124,8 @@ def _own_seconds(groups: set[int]) -> float:
     return _tasks_seconds(str(os.getpid())) + _groups_seconds(groups)
 
 
-class _LoadMeter(Reporter):
-    """A quiet reporter that measures other processes' CPU while each load level runs."""
+class _LoadMeter(Narrator):
+    """A quiet narrator that measures other processes' CPU while each load level runs."""
 
     def __init__(self, groups: Callable[[], list[int]]) -> None:
         super().__init__(quiet=True)
@@ -165,7 +165,7 @@ def _tour(mode: Mode, rounds: int) -> list[_Phase]:
     replicas = max(lab.spec.node.replicas for _, lab in labs)
     settings = LocalSettings(quick=True, mode=mode, base_port=_free_base_port(replicas))
     done: list[_Phase] = []
-    with Fleet(settings, Reporter(quiet=True).say) as fleet:
+    with Fleet(settings, Narrator(quiet=True).say) as fleet:
         meter = _LoadMeter(lambda: fleet.pgids)
         for generation, (path, lab) in enumerate(labs, start=1):
             measured: list[PhaseResult] = []

@@ -23,7 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
         "nodelab.local.cli_challenge",
         "the workshop's challenges, answered by measurement",
     ),
-    "operator": ("nodelab.operator_main", "run the kopf operator against the current kubeconfig"),
+    "operator": ("nodelab.kube.main", "run the kopf operator against the current kubeconfig"),
 }
 
 

@@ -2,7 +2,7 @@
 
 Every phase file and a corpus of bad ones go through ``kubectl apply --dry-run=server``
 (strict field validation, as ``kubectl apply`` does by default) and through
-``nodelab.spec.parse_nodelab``; both must accept, or both refuse naming the same field.
+``nodelab.model.spec.parse_nodelab``; both must accept, or both refuse naming the same field.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from nodelab import spec as nodelab_spec
-from nodelab import validation
+from nodelab.model import spec as nodelab_spec
+from nodelab.model import validation
 
 from tests.cluster.conftest import ROOT
 from tests.support.cluster.harness import Cluster, KubectlError

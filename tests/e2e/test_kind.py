@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodelab import quantity, spec
+from nodelab.model import quantity, spec
 
 from tests.e2e.conftest import Kubectl
 from tests.support.phases import PHASES

@@ -26,8 +26,8 @@ import kopf
 import pytest
 import yaml
 from kmock._internal import dicts  # the emulator's own merge, to see what a patch changes
-from nodelab import k8s, operator_main
-from nodelab.settings import OperatorSettings
+from nodelab.kube import cluster_api, main
+from nodelab.kube.settings import OperatorSettings
 
 __all__ = [
     "LAB_PATH",
@@ -348,14 +348,12 @@ class Emulator:
 @contextlib.asynccontextmanager
 async def running_operator(
     emulator: Emulator, settings: OperatorSettings
-) -> AsyncIterator[k8s.Cluster]:
+) -> AsyncIterator[cluster_api.Cluster]:
     """Run the operator in a task on this loop until the block ends; yield its API client."""
-    cluster = k8s.Cluster.connect(str(emulator.kubeconfig), timeout=30)
+    cluster = cluster_api.Cluster.connect(str(emulator.kubeconfig), timeout=30)
     stop, ready = asyncio.Event(), asyncio.Event()
     memo = kopf.Memo(cluster=cluster)
-    task = asyncio.create_task(
-        operator_main.run(settings, memo=memo, stop_flag=stop, ready_flag=ready)
-    )
+    task = asyncio.create_task(main.run(settings, memo=memo, stop_flag=stop, ready_flag=ready))
     try:
         await _first(ready.wait(), task, timeout=60)
         yield cluster

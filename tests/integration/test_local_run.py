@@ -20,12 +20,12 @@ from typing import Any
 
 import pytest
 import yaml
-from nodelab import crd, spec, validation
 from nodelab.local import cli_run, procs
 from nodelab.local.fleet import Fleet
-from nodelab.local.progress import Reporter
-from nodelab.local.session import PhaseResult, run_phase
+from nodelab.local.narration import Narrator
+from nodelab.local.phase_run import PhaseResult, run_phase
 from nodelab.local.settings import LocalSettings
+from nodelab.model import crd, spec, validation
 
 from tests.support.processes import free_base_port, record_registered
 
@@ -68,7 +68,7 @@ def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen[b
 
 
 def run(fleet: Fleet, settings: LocalSettings, document: dict[str, Any]) -> PhaseResult:
-    return run_phase("shape", spec.parse_nodelab(document), settings, fleet, Reporter(quiet=True))
+    return run_phase("shape", spec.parse_nodelab(document), settings, fleet, Narrator(quiet=True))
 
 
 def p50(result: PhaseResult) -> float:

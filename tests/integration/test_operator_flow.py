@@ -23,7 +23,7 @@ from typing import Any
 
 import kmock
 import pytest
-from nodelab.settings import OperatorSettings
+from nodelab.kube.settings import OperatorSettings
 
 from loadgen import cli as loadgen_cli
 from tests.integration.operator_harness import ApiServer, Emulator, eventually, running_operator

@@ -11,7 +11,7 @@ from typing import Any
 import kmock
 import pytest
 import yaml
-from nodelab.settings import OperatorSettings
+from nodelab.kube.settings import OperatorSettings
 
 from loadgen import cli as loadgen_cli
 from tests.integration.operator_harness import (
@@ -125,7 +125,7 @@ async def test_create_deploys_then_loads(emulator: Emulator) -> None:
         assert emulator.condition("SLOMet")["reason"] == "LatencyAboveSLO"
         assert emulator.condition("LoadComplete")["status"] == "True"
 
-        # Steady state: count the API calls of the progress timer over a few ticks.
+        # Steady state: count the API calls of the reconcile timer over a few ticks.
         before, tick_start = cluster.calls, time.monotonic()
         await asyncio.sleep(SETTINGS.reconcile_interval * 5)  # measuring a rate, not waiting
         per_second = (cluster.calls - before) / (time.monotonic() - tick_start)

@@ -7,8 +7,9 @@ from typing import Any
 
 import kopf
 import pytest
-from nodelab import builders, k8s, names, quantity, spec
-from nodelab.settings import OperatorSettings, SettingsError
+from nodelab.kube import builders, cluster_api
+from nodelab.kube.settings import OperatorSettings, SettingsError
+from nodelab.model import names, quantity, spec
 
 from loadgen import cli as loadgen_cli
 
@@ -195,10 +196,10 @@ def test_adopted_children_are_recognised_as_the_labs_own(lab: spec.NodeLab) -> N
     }
     children = [*builders.build_children(lab, SETTINGS), builders.build_load_job(lab, SETTINGS)]
     kopf.adopt(children, owner=owner)
-    assert {k8s.controller_uid(child) for child in children} == {"lab-uid"}
+    assert {cluster_api.controller_uid(child) for child in children} == {"lab-uid"}
     someone_elses = {"metadata": {"name": "x", "ownerReferences": [{"uid": "lab-uid"}]}}
-    assert k8s.controller_uid(someone_elses) is None, "an owner that is not the controller"
-    conflict = k8s.ChildConflict(someone_elses, "Role")
+    assert cluster_api.controller_uid(someone_elses) is None, "an owner that is not the controller"
+    conflict = cluster_api.ChildConflict(someone_elses, "Role")
     assert (
         str(conflict) == "Role x exists and this NodeLab does not control it (it has no controller)"
     )

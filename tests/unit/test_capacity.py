@@ -6,7 +6,7 @@ import dataclasses
 from typing import Any
 
 import pytest
-from nodelab import capacity
+from nodelab.model import capacity
 
 # fib(35) on one core, as measured on these machines: the workshop's phase 1-4 service time.
 FIB35_MS = 2690.0

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from nodelab import k8s
+from nodelab.kube import cluster_api
 
 
 def test_a_kubeconfig_path_list_is_merged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -24,7 +24,7 @@ def test_a_kubeconfig_path_list_is_merged(tmp_path: Path, monkeypatch: pytest.Mo
     }))  # fmt: skip
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
     monkeypatch.setenv("KUBECONFIG", f"{clusters}{os.pathsep}{contexts}")
-    cluster = k8s.Cluster.connect()
+    cluster = cluster_api.Cluster.connect()
     try:
         assert cluster._api.configuration.host == "http://127.0.0.1:6443"
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from nodelab.local import common, procs
 from nodelab.local.fleet import Fleet, FleetError, FleetSpec, PortInUse, check_port_free
-from nodelab.local.progress import Reporter
+from nodelab.local.narration import Narrator
 from nodelab.local.settings import LocalSettings
 
 from tests.support.processes import free_base_port, record_registered
@@ -116,12 +116,12 @@ def test_with_fleet_turns_failures_into_exit_codes(
         fleet.apply(SPEC)
         return 0
 
-    assert common.with_fleet(config, Reporter(quiet=True), "nodelab run", body) == 1
+    assert common.with_fleet(config, Narrator(quiet=True), "nodelab run", body) == 1
     err = capsys.readouterr().err
     assert "exited with code 4" in err and "every node it started is stopped" in err
 
     def interrupted(fleet: Fleet) -> int:
         raise KeyboardInterrupt
 
-    assert common.with_fleet(config, Reporter(quiet=True), "nodelab run", interrupted) == 130
+    assert common.with_fleet(config, Narrator(quiet=True), "nodelab run", interrupted) == 130
     assert_all_gone(started)

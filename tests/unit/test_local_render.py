@@ -5,8 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from nodelab import spec
-from nodelab.local import chart, cli_tour, render
+from nodelab.local import chart, cli_tour, tables
+from nodelab.model import spec
 from rich.console import Console
 
 from tests.unit.test_local_status import PHASES, canned_result
@@ -28,7 +28,7 @@ def text_of(table: object) -> str:
 
 
 def test_tour_table_has_every_phase_side_by_side() -> None:
-    text = text_of(render.tour_table(tour_results(), "tour"))
+    text = text_of(tables.tour_table(tour_results(), "tour"))
     for phase in ("phase-1-overwhelm", "phase-2-vertical", "phase-3-limit", "phase-4-horizontal"):
         assert phase in text
     assert "Crashed" in text and "OK" in text
@@ -38,9 +38,9 @@ def test_tour_table_has_every_phase_side_by_side() -> None:
 
 def test_report_table_and_model_lines() -> None:
     result = tour_results()[0]
-    text = text_of(render.report_table(result))
+    text = text_of(tables.report_table(result))
     assert "20/20" in text and "Crashed" in text and "120" in text
-    lines = render.model_lines(result)
+    lines = tables.model_lines(result)
     assert "measured 45.00 rps, predicted" in lines[1]
     assert lines[-1].startswith("  bottleneck: workers")
 
@@ -105,7 +105,7 @@ def test_an_explicit_mode_is_kept_and_warned_about() -> None:
 
 
 def test_verdict_lines_say_why_each_phase_came_out_so() -> None:
-    lines = render.verdict_lines(tour_results())
+    lines = tables.verdict_lines(tour_results())
     assert len(lines) == 4
     # Canned: S = 22 ms, SLO 120 ms; one worker, 5 clients -> 5 rounds = 110 ms predicted.
     assert lines[0].startswith("phase-1-overwhelm: Crashed (the model said OK) - p99 130 ms > SLO")

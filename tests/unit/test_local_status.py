@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 from hdrh.histogram import HdrHistogram
-from nodelab import capacity, crd, spec, validation
 from nodelab.local import calibrate, statusdoc, workload
-from nodelab.local.session import PhaseResult
+from nodelab.local.phase_run import PhaseResult
+from nodelab.model import capacity, crd, spec, validation
 
 PHASES = Path(__file__).resolve().parents[2] / "manifests" / "phases"
 

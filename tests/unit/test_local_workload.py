@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from nodelab import spec
 from nodelab.local import workload
+from nodelab.model import spec
 
 PHASES = Path(__file__).resolve().parents[2] / "manifests" / "phases"
 

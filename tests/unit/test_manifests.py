@@ -2,8 +2,8 @@
 
 Every Kubernetes object is validated with kubernetes-validate's bundled OpenAPI schemas (strict:
 unknown fields are errors) for the oldest and newest Kubernetes this project supports. Phase files
-are custom resources, which kubernetes-validate cannot check: they go through ``nodelab.spec``,
-which validates against the CRD's own schema and CEL rules.
+are custom resources, which kubernetes-validate cannot check: they go through
+``nodelab.model.spec``, which validates against the CRD's own schema and CEL rules.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import kopf
 import kubernetes_validate
 import pytest
 import yaml
-from nodelab import crd, spec, validation
+from nodelab.model import crd, spec, validation
 
 from tests.support.podsecurity import pod_templates, restricted_violations
 
@@ -183,7 +183,8 @@ def test_kubectl_kustomize_renders_the_same_objects() -> None:
 
 
 def test_the_package_carries_the_manifests_crd() -> None:
-    # operator/nodelab/crd.yaml is what the local runtime validates with: it must be this file.
+    # operator/nodelab/model/crd.yaml is what the local runtime validates with: it must be this
+    # file.
     assert crd.load_crd() == _one("CustomResourceDefinition")
 
 
@@ -487,12 +488,12 @@ def test_manifests_have_pod_templates_to_check() -> None:
 
 
 def _builders() -> Any:
-    if importlib.util.find_spec("nodelab.builders") is None:
-        pytest.skip("nodelab.builders does not exist yet")
-    import nodelab.builders
-    import nodelab.settings
+    if importlib.util.find_spec("nodelab.kube.builders") is None:
+        pytest.skip("nodelab.kube.builders does not exist yet")
+    import nodelab.kube.builders
+    import nodelab.kube.settings
 
-    return nodelab.builders, nodelab.settings.OperatorSettings()
+    return nodelab.kube.builders, nodelab.kube.settings.OperatorSettings()
 
 
 def _built(path: Path) -> list[Doc]:
@@ -538,7 +539,7 @@ def test_the_load_job_role_is_what_the_operator_may_grant() -> None:
 
 
 def test_every_kind_the_operator_creates_is_granted_create_and_get() -> None:
-    # get: on a 409, nodelab.k8s.Cluster.apply reads the object to see whose it is.
+    # get: on a 409, nodelab.kube.cluster_api.Cluster.apply reads the object to see whose it is.
     granted = _rules(_one("ClusterRole"))
     for obj in _built(PHASES / "phase-4-horizontal.yaml"):
         group = obj["apiVersion"].rpartition("/")[0]
@@ -571,10 +572,10 @@ def _selector_resource(selector: Any) -> tuple[str | None, str]:
 
 
 def test_the_cluster_role_lets_kopf_watch_every_resource_it_handles() -> None:
-    if importlib.util.find_spec("nodelab.operator_main") is None:
-        pytest.skip("nodelab.operator_main does not exist yet")
-    operator_main = importlib.import_module("nodelab.operator_main")
-    settings_module = importlib.import_module("nodelab.settings")
+    if importlib.util.find_spec("nodelab.kube.main") is None:
+        pytest.skip("nodelab.kube.main does not exist yet")
+    operator_main = importlib.import_module("nodelab.kube.main")
+    settings_module = importlib.import_module("nodelab.kube.settings")
     registry = operator_main.build_registry(settings_module.OperatorSettings())
     # kopf's registry keeps one sub-registry per handler family; none of them is public API.
     families = ("_watching", "_changing", "_spawning", "_indexing")
@@ -593,9 +594,11 @@ def test_the_cluster_role_lets_kopf_watch_every_resource_it_handles() -> None:
 
 
 def test_every_kind_the_operator_calls_is_granted() -> None:
-    if importlib.util.find_spec("nodelab.k8s") is None:
-        pytest.skip("nodelab.k8s does not exist yet")
-    kinds = importlib.import_module("nodelab.k8s").KINDS
+    if importlib.util.find_spec("nodelab.kube.cluster_api") is None:
+        pytest.skip("nodelab.kube.cluster_api does not exist yet")
+    kinds = importlib.import_module("nodelab.kube.cluster_api").KINDS
     granted = {resource for _, resource in _rules(_one("ClusterRole"))}
     for kind in kinds.values():
-        assert kind.plural in granted, f"nodelab.k8s calls {kind.plural}; the ClusterRole omits it"
+        assert kind.plural in granted, (
+            f"nodelab.kube.cluster_api calls {kind.plural}; the ClusterRole omits it"
+        )

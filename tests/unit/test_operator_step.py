@@ -1,4 +1,4 @@
-"""The progress step (handlers.progress_lab) and its gate (handlers.LabGate), against an
+"""The reconcile step (handlers.reconcile_lab) and its gate (handlers.LabGate), against an
 in-memory API: ``FakeApi`` replaces only ``Cluster.request``, so the real get, list, apply and
 delete run; status patches honour the resourceVersion precondition as the API server does."""
 
@@ -13,9 +13,10 @@ from typing import Any
 
 import kopf
 import pytest
-from nodelab import builders, handlers, k8s, names, spec
-from nodelab import status as lab_status
-from nodelab.settings import OperatorSettings
+from nodelab.kube import builders, cluster_api, handlers
+from nodelab.kube.settings import OperatorSettings
+from nodelab.model import conditions as lab_conditions
+from nodelab.model import names, spec
 
 PHASE_1 = Path(__file__).parents[2] / "manifests" / "phases" / "phase-1-overwhelm.yaml"
 SETTINGS = OperatorSettings(report_grace_seconds=600)
@@ -27,7 +28,7 @@ COLLECTIONS |= {"roles", "rolebindings"}
 KEY = ("default", "scaling-lab")
 
 
-class FakeApi(k8s.Cluster):
+class FakeApi(cluster_api.Cluster):
     """Objects by path; ``hooks[(method, path)]`` runs before a request is served."""
 
     def __init__(self) -> None:
@@ -69,7 +70,7 @@ class FakeApi(k8s.Cluster):
             assert body is not None
             key = f"{path}/{body['metadata']['name']}"
             if key in self.objects:
-                raise k8s.ApiError(409, "AlreadyExists", key)
+                raise cluster_api.ApiError(409, "AlreadyExists", key)
             obj = copy.deepcopy(dict(body))
             obj["metadata"].setdefault("uid", f"uid-{self.version()}")
             obj["metadata"]["resourceVersion"] = self.version()
@@ -77,7 +78,7 @@ class FakeApi(k8s.Cluster):
             return copy.deepcopy(obj)
         target = path.removesuffix("/status")
         if target not in self.objects:
-            raise k8s.ApiError(404, "NotFound", path)
+            raise cluster_api.ApiError(404, "NotFound", path)
         obj = self.objects[target]
         if method == "DELETE":
             del self.objects[target]
@@ -85,7 +86,7 @@ class FakeApi(k8s.Cluster):
         assert method == "PATCH" and body is not None
         wanted = (body.get("metadata") or {}).get("resourceVersion")
         if wanted is not None and wanted != obj["metadata"]["resourceVersion"]:
-            raise k8s.ApiError(409, "Conflict", "the object has been modified")
+            raise cluster_api.ApiError(409, "Conflict", "the object has been modified")
         if path.endswith("/status"):
             obj.setdefault("status", {}).update(copy.deepcopy(body["status"]))
         else:
@@ -124,11 +125,11 @@ def _lab_object(generation: int = 1) -> dict[str, Any]:
     lab = spec.load_phase_file(PHASE_1)
     conditions: list[dict[str, Any]] = []
     for type_, state, reason in (
-        (lab_status.SPEC_VALID, "True", "Valid"),
-        (lab_status.AVAILABLE, "Unknown", "RolloutStarted"),
+        (lab_conditions.SPEC_VALID, "True", "Valid"),
+        (lab_conditions.AVAILABLE, "Unknown", "RolloutStarted"),
         (handlers.CHILDREN_APPLIED, "True", "Applied"),
     ):
-        conditions = lab_status.set_condition(
+        conditions = lab_conditions.set_condition(
             conditions, type_, state, reason, "", generation=generation, now="2025-01-01T00:00:00Z"
         )
     return {
@@ -180,7 +181,7 @@ def test_a_ready_rollout_gets_its_job_once_and_a_settled_lab_writes_nothing(
     posted: list[tuple[str, str]],
 ) -> None:
     api = _cluster(ready=True)
-    handlers.progress_lab(api, SETTINGS, "default", "scaling-lab")
+    handlers.reconcile_lab(api, SETTINGS, "default", "scaling-lab")
     job_path = f"{JOBS_PATH}/{names.load_job('scaling-lab', 1)}"
     assert job_path in api.objects
     assert _status(api)["phase"] == "Ready"
@@ -190,10 +191,10 @@ def test_a_ready_rollout_gets_its_job_once_and_a_settled_lab_writes_nothing(
     assert "LoadJobCreated" in {reason for reason, _ in posted}
 
     for _ in range(3):
-        handlers.progress_lab(api, SETTINGS, "default", "scaling-lab")
+        handlers.reconcile_lab(api, SETTINGS, "default", "scaling-lab")
     assert api.count("POST", JOBS_PATH) == 1
     writes = api.count("PATCH", f"{LAB_PATH}/status")
-    handlers.progress_lab(api, SETTINGS, "default", "scaling-lab")
+    handlers.reconcile_lab(api, SETTINGS, "default", "scaling-lab")
     assert api.count("PATCH", f"{LAB_PATH}/status") == writes, "a quiet step writes nothing"
 
 
@@ -211,7 +212,7 @@ def test_a_lab_changed_under_the_step_is_read_and_decided_again(
         api.hooks.pop(("PATCH", f"{LAB_PATH}/status")),
         api.touch_lab(lastRun=report),
     )
-    handlers.progress_lab(api, SETTINGS, "default", "scaling-lab")
+    handlers.reconcile_lab(api, SETTINGS, "default", "scaling-lab")
     assert api.count("GET", LAB_PATH) == 2, "read again after the 409"
     final = _status(api)
     assert final["phase"] == "Completed"
@@ -230,7 +231,7 @@ def test_a_step_never_writes_for_a_generation_that_moved_on(
         api.touch_lab()
 
     api.hooks[("PATCH", f"{LAB_PATH}/status")] = spec_change
-    handlers.progress_lab(api, SETTINGS, "default", "scaling-lab")
+    handlers.reconcile_lab(api, SETTINGS, "default", "scaling-lab")
     # The first write was refused (409); the lab read again is generation 2, not taken in yet.
     assert api.count("PATCH", f"{LAB_PATH}/status") == 1
     assert _status(api)["phase"] == "Deploying"
@@ -239,15 +240,15 @@ def test_a_step_never_writes_for_a_generation_that_moved_on(
 
 def test_a_lab_that_is_gone_ends_the_step_quietly(posted: list[tuple[str, str]]) -> None:
     api = FakeApi()
-    handlers.progress_lab(api, SETTINGS, "default", "scaling-lab")
+    handlers.reconcile_lab(api, SETTINGS, "default", "scaling-lab")
     assert api.requests == [("GET", LAB_PATH)]
 
 
 def test_a_lab_that_keeps_changing_is_retried_later(posted: list[tuple[str, str]]) -> None:
     api = _cluster(ready=False)
     api.hooks[("PATCH", f"{LAB_PATH}/status")] = api.touch_lab
-    with pytest.raises(kopf.TemporaryError, match="changed under each of 3 progress steps"):
-        handlers.progress_lab(api, SETTINGS, "default", "scaling-lab")
+    with pytest.raises(kopf.TemporaryError, match="changed under each of 3 reconcile steps"):
+        handlers.reconcile_lab(api, SETTINGS, "default", "scaling-lab")
 
 
 def test_a_tick_and_a_watch_event_that_race_create_one_job(
@@ -267,7 +268,7 @@ def test_a_tick_and_a_watch_event_that_race_create_one_job(
     api.hooks[("GET", JOBS_PATH)] = first_look
 
     def step() -> None:
-        handlers.progress_lab(api, SETTINGS, "default", "scaling-lab")
+        handlers.reconcile_lab(api, SETTINGS, "default", "scaling-lab")
 
     outcomes: dict[str, bool] = {}
     tick = threading.Thread(target=lambda: outcomes.update(tick=gate.request(KEY, step)))

@@ -1,4 +1,4 @@
-"""Which children wake the progress step, whose child each is, and when a lab wants a step."""
+"""Which children wake the reconcile step, whose child each is, and when a lab wants a step."""
 
 from __future__ import annotations
 
@@ -6,11 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodelab import builders, names, progress, spec
-from nodelab.settings import OperatorSettings
+from nodelab.kube import builders, reconcile
+from nodelab.kube.settings import OperatorSettings
+from nodelab.model import names, spec
 
 PHASES = sorted((Path(__file__).parents[2] / "manifests" / "phases").glob("*.yaml"))
-WATCHED = {watch.plural: watch for watch in progress.WATCHES}
+WATCHED = {watch.plural: watch for watch in reconcile.WATCHES}
 
 
 @pytest.fixture(params=PHASES, ids=lambda p: p.stem)
@@ -19,7 +20,7 @@ def lab(request: pytest.FixtureRequest) -> spec.NodeLab:
 
 
 def test_the_watched_kinds_and_their_server_side_selectors() -> None:
-    assert {(w.group, w.version, w.plural): w.selector for w in progress.WATCHES} == {
+    assert {(w.group, w.version, w.plural): w.selector for w in reconcile.WATCHES} == {
         ("apps", "v1", "deployments"): "app.kubernetes.io/component=node,"
         "app.kubernetes.io/instance,app.kubernetes.io/managed-by=nodelab-operator,"
         "app.kubernetes.io/name=nodelab-node",
@@ -105,7 +106,7 @@ def _ref(**overrides: Any) -> dict[str, Any]:
     ],
 )
 def test_owning_lab(metadata: dict[str, Any], lab: str | None) -> None:
-    assert progress.owning_lab({"metadata": metadata}) == lab
+    assert reconcile.owning_lab({"metadata": metadata}) == lab
 
 
 def _valid(state: str = "True") -> dict[str, Any]:
@@ -129,4 +130,4 @@ def _valid(state: str = "True") -> dict[str, Any]:
     ],
 )
 def test_wants_progress(meta: dict[str, Any], current: dict[str, Any], wanted: bool) -> None:
-    assert progress.wants_progress(meta, current) is wanted
+    assert reconcile.wants_reconcile(meta, current) is wanted

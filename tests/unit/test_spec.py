@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodelab import crd, names, quantity, spec, validation
+from nodelab.model import crd, names, quantity, spec, validation
 
 Doc = dict[str, Any]
 

@@ -1,4 +1,4 @@
-"""Conditions, phases, history, diagnoses, prediction and the progress decision."""
+"""Conditions, phases, history, diagnoses, prediction and the reconcile decision."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from nodelab import progress, spec, status
-from nodelab.settings import OperatorSettings
+from nodelab.kube import children, reconcile
+from nodelab.kube.settings import OperatorSettings
+from nodelab.model import conditions as lab_conditions
+from nodelab.model import history, prediction, spec
 
 PHASES = Path(__file__).parents[2] / "manifests" / "phases"
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
@@ -88,13 +90,13 @@ def _job(generation: int, state: str = "Running", **status_: Any) -> dict[str, A
 
 
 def test_condition_transition_time_moves_only_on_status_change() -> None:
-    first = status.set_condition(
+    first = lab_conditions.set_condition(
         None, "Available", "False", "RollingOut", "0/1", generation=1, now="t1"
     )
-    same = status.set_condition(
+    same = lab_conditions.set_condition(
         first, "Available", "False", "Unschedulable", "no room", generation=2, now="t2"
     )
-    flipped = status.set_condition(
+    flipped = lab_conditions.set_condition(
         same, "Available", "True", "RolledOut", "1/1", generation=2, now="t3"
     )
     assert first == [
@@ -115,19 +117,19 @@ def test_condition_transition_time_moves_only_on_status_change() -> None:
 def test_conditions_are_a_map_keyed_by_type() -> None:
     conditions = None
     for type_ in ("SLOMet", "Available", "SpecValid", "Available"):
-        conditions = status.set_condition(
+        conditions = lab_conditions.set_condition(
             conditions, type_, "True", "R", "m", generation=1, now="t"
         )
     assert [c["type"] for c in conditions or []] == ["SpecValid", "Available", "SLOMet"]
     with pytest.raises(ValueError, match="True, False or Unknown"):
-        status.set_condition(None, "Available", "true", "R", "m", generation=1, now="t")
+        lab_conditions.set_condition(None, "Available", "true", "R", "m", generation=1, now="t")
 
 
 def test_slo_condition() -> None:
-    assert status.slo_condition(_report())[:2] == ("True", "WithinSLO")
-    crashed = status.slo_condition(_report(verdict="Crashed"))
+    assert lab_conditions.slo_condition(_report())[:2] == ("True", "WithinSLO")
+    crashed = lab_conditions.slo_condition(_report(verdict="Crashed"))
     assert crashed[:2] == ("False", "LatencyAboveSLO") and "5000 ms" in crashed[2]
-    errors = status.slo_condition(_report(verdict="Errors", errors={"total": 3}))
+    errors = lab_conditions.slo_condition(_report(verdict="Errors", errors={"total": 3}))
     assert errors == ("False", "Errors", "3 of 20 requests failed")
 
 
@@ -136,7 +138,7 @@ def test_slo_condition() -> None:
 
 def test_history_row_and_merge_is_idempotent() -> None:
     lab = _lab()
-    row = status.history_row(lab, _report(breakingConcurrency=15))
+    row = history.history_row(lab, _report(breakingConcurrency=15))
     assert row == {
         "generation": 2,
         "finishedAt": "2025-01-02T03:04:00Z",
@@ -149,12 +151,12 @@ def test_history_row_and_merge_is_idempotent() -> None:
         "verdict": "OK",
         "breakingConcurrency": 15,
     }
-    assert "breakingConcurrency" not in status.history_row(lab, _report())
-    once = status.merge_history([], row)
-    assert status.merge_history(once, row) == once
+    assert "breakingConcurrency" not in history.history_row(lab, _report())
+    once = history.merge_history([], row)
+    assert history.merge_history(once, row) == once
     rows: list[dict[str, Any]] = []
     for generation in range(1, 15):
-        rows = status.merge_history(rows, {**row, "generation": generation})
+        rows = history.merge_history(rows, {**row, "generation": generation})
     assert [r["generation"] for r in rows] == list(range(5, 15))
 
 
@@ -176,7 +178,7 @@ def test_unschedulable_pod_says_hardware_max() -> None:
             ]
         },
     }
-    diagnosis = status.diagnose_pods([pod])
+    diagnosis = children.diagnose_pods([pod])
     assert diagnosis is not None and diagnosis.reason == "Unschedulable"
     assert "0/3 nodes are available: 3 Insufficient cpu" in diagnosis.message
     assert "hardware max" in diagnosis.message and "asks for 32 CPU" in diagnosis.message
@@ -213,7 +215,7 @@ def test_container_problems(waiting: dict[str, str], reason: str, words: str) ->
             ]
         },
     }
-    diagnosis = status.diagnose_pods([pod])
+    diagnosis = children.diagnose_pods([pod])
     assert diagnosis is not None
     assert diagnosis.reason == reason and words in diagnosis.message
 
@@ -227,8 +229,8 @@ def test_starting_pods_are_not_a_problem() -> None:
             ]
         },
     }
-    assert status.diagnose_pods([pod]) is None
-    assert status.diagnose_deployment(_deployment()) is None
+    assert children.diagnose_pods([pod]) is None
+    assert children.diagnose_deployment(_deployment()) is None
 
 
 def test_deployment_conditions() -> None:
@@ -241,82 +243,82 @@ def test_deployment_conditions() -> None:
             "message": 'pods "x" is forbidden: exceeded quota',
         }
     ]
-    diagnosis = status.diagnose_deployment(deployment)
+    diagnosis = children.diagnose_deployment(deployment)
     assert diagnosis is not None and "exceeded quota" in diagnosis.message
 
 
 def test_rollout_progress() -> None:
-    assert status.rollout_progress(None, 1) == (False, "the node Deployment does not exist yet")
-    assert status.rollout_progress(_deployment(2), 2) == (True, "1/1 node pods ready")
-    assert status.rollout_progress(_deployment(2, replicas=3, ready=1), 2) == (
+    assert children.rollout_progress(None, 1) == (False, "the node Deployment does not exist yet")
+    assert children.rollout_progress(_deployment(2), 2) == (True, "1/1 node pods ready")
+    assert children.rollout_progress(_deployment(2, replicas=3, ready=1), 2) == (
         False,
         "1/3 node pods ready",
     )
-    assert status.rollout_progress(_deployment(1), 2)[0] is False
+    assert children.rollout_progress(_deployment(1), 2)[0] is False
     stale = _deployment(2)
     stale["metadata"]["generation"] = 4
     stale["status"]["observedGeneration"] = 3
-    assert status.rollout_progress(stale, 2)[0] is False
+    assert children.rollout_progress(stale, 2)[0] is False
 
 
 def test_job_state() -> None:
-    assert status.job_state(_job(2)).state == "Running"
-    assert status.job_state(_job(2, "Succeeded")).state == "Succeeded"
-    assert status.job_state(_job(2, succeeded=1)).state == "Succeeded"
-    failed = status.job_state(_job(2, "Failed"))
+    assert children.job_state(_job(2)).state == "Running"
+    assert children.job_state(_job(2, "Succeeded")).state == "Succeeded"
+    assert children.job_state(_job(2, succeeded=1)).state == "Succeeded"
+    failed = children.job_state(_job(2, "Failed"))
     assert (failed.state, failed.reason) == ("Failed", "DeadlineExceeded")
     assert "deadline of 1800s" in failed.message
-    crashed = status.job_state(_job(3, failed=1))
+    crashed = children.job_state(_job(3, failed=1))
     assert (crashed.state, crashed.reason) == ("Failed", "BackoffLimitExceeded")
     assert "kubectl logs job/scaling-lab-load-g3" in crashed.message
 
 
 def test_prediction() -> None:
-    predicted = status.prediction(_lab(), _report())
+    predicted = prediction.prediction(_lab(), _report())
     assert predicted is not None
     assert predicted["generation"] == 2
     assert predicted["cores"] == 5.0  # 1 pod x 10 workers x 500m
     assert predicted["bottleneck"] == "clients"  # 5 clients, 10 workers
     assert predicted["latencyMillis"] == pytest.approx(2690.0)
-    assert status.prediction(_lab(), _report(calibration=None)) is None
+    assert prediction.prediction(_lab(), _report(calibration=None)) is None
 
 
-# --- the progress decision ----------------------------------------------------------------
+# --- the reconcile decision ----------------------------------------------------------------
 
 
 def _decide(
-    current: dict[str, Any], observed: progress.Observation, now: datetime.datetime = NOW
-) -> progress.Progress:
-    return progress.decide(_lab(), current, observed, SETTINGS, now)
+    current: dict[str, Any], observed: reconcile.Observation, now: datetime.datetime = NOW
+) -> reconcile.Decision:
+    return reconcile.decide(_lab(), current, observed, SETTINGS, now)
 
 
 def test_waiting_for_rollout_says_why() -> None:
-    decision = _decide({}, progress.Observation(_deployment(ready=0)))
+    decision = _decide({}, reconcile.Observation(_deployment(ready=0)))
     assert decision.status["phase"] == "Deploying"
     assert not decision.create_job
-    available = status.find_condition(decision.status["conditions"], "Available")
+    available = lab_conditions.find_condition(decision.status["conditions"], "Available")
     assert available is not None
     assert (available["status"], available["reason"]) == ("False", "RollingOut")
     assert "0/1 node pods ready" in available["message"]
 
 
 def test_ready_rollout_creates_the_job_once() -> None:
-    decision = _decide({}, progress.Observation(_deployment()))
+    decision = _decide({}, reconcile.Observation(_deployment()))
     assert decision.create_job and decision.status["phase"] == "Ready"
-    pending = _decide(decision.status, progress.Observation(_deployment(), jobs=[_job(2)]))
+    pending = _decide(decision.status, reconcile.Observation(_deployment(), jobs=[_job(2)]))
     assert not pending.create_job and pending.status.get("phase", "Ready") == "Ready"
-    load = status.find_condition(pending.status.get("conditions"), "LoadComplete") or {}
+    load = lab_conditions.find_condition(pending.status.get("conditions"), "LoadComplete") or {}
     assert load.get("reason") == "LoadPending"
-    scheduling = progress.Observation(_deployment(), jobs=[_job(2, active=1, ready=0)])
+    scheduling = reconcile.Observation(_deployment(), jobs=[_job(2, active=1, ready=0)])
     assert _decide({**decision.status, **pending.status}, scheduling).status == {}
-    observed = progress.Observation(_deployment(), jobs=[_job(2, active=1, ready=1)])
+    observed = reconcile.Observation(_deployment(), jobs=[_job(2, active=1, ready=1)])
     running = _decide({**decision.status, **pending.status}, observed)
     assert not running.create_job and running.status["phase"] == "Loading"
 
 
 def test_completed_run_adds_history_and_prediction() -> None:
     current = {"lastRun": _report(), "history": [{"generation": 1, "verdict": "Crashed"}]}
-    observed = progress.Observation(_deployment(), jobs=[_job(2, "Succeeded")])
+    observed = reconcile.Observation(_deployment(), jobs=[_job(2, "Succeeded")])
     decision = _decide(current, observed)
     assert decision.status["phase"] == "Completed"
     assert [row["generation"] for row in decision.status["history"]] == [1, 2]
@@ -330,34 +332,34 @@ def test_completed_run_adds_history_and_prediction() -> None:
 
 
 def test_failed_job_fails_the_lab() -> None:
-    decision = _decide({}, progress.Observation(_deployment(), jobs=[_job(2, "Failed")]))
+    decision = _decide({}, reconcile.Observation(_deployment(), jobs=[_job(2, "Failed")]))
     assert decision.status["phase"] == "Failed"
-    load = status.find_condition(decision.status["conditions"], "LoadComplete")
+    load = lab_conditions.find_condition(decision.status["conditions"], "LoadComplete")
     assert load is not None and load["reason"] == "DeadlineExceeded"
     assert any(e.type == "Warning" and e.reason == "DeadlineExceeded" for e in decision.events)
 
 
 def test_succeeded_job_without_report() -> None:
-    observed = progress.Observation(_deployment(), jobs=[_job(2, "Succeeded")])
+    observed = reconcile.Observation(_deployment(), jobs=[_job(2, "Succeeded")])
     assert _decide({}, observed).status["phase"] == "Loading"
     late = _decide({}, observed, now=LATER)
     assert late.status["phase"] == "Failed"
-    load = status.find_condition(late.status["conditions"], "LoadComplete")
+    load = lab_conditions.find_condition(late.status["conditions"], "LoadComplete")
     assert load is not None and load["reason"] == "NoReport"
 
 
 def test_missing_deployment_is_reapplied() -> None:
-    decision = _decide({}, progress.Observation(None))
+    decision = _decide({}, reconcile.Observation(None))
     assert decision.reapply_children and decision.status["phase"] == "Deploying"
 
 
 def test_old_jobs_are_cleaned() -> None:
     jobs = [_job(g, "Succeeded") for g in range(1, 6)] + [_job(6, "Failed"), _job(7)]
-    deleted = progress.jobs_to_delete([*jobs, _job(8)], 8, "scaling-lab-load-g8", SETTINGS)
+    deleted = reconcile.jobs_to_delete([*jobs, _job(8)], 8, "scaling-lab-load-g8", SETTINGS)
     # Superseded running g7 goes; succeeded keep the newest three; failed g6 stays.
     assert deleted == ("scaling-lab-load-g1", "scaling-lab-load-g2", "scaling-lab-load-g7")
     # The current generation's Job is never deleted, and counts against its kind's limit.
-    current_done = progress.jobs_to_delete(
+    current_done = reconcile.jobs_to_delete(
         [_job(g, "Succeeded") for g in range(1, 5)], 4, "scaling-lab-load-g4", SETTINGS
     )
     assert current_done == ("scaling-lab-load-g1",)

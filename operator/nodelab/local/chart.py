@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from nodelab.local.render import phase_label
-from nodelab.local.session import PhaseResult
+from nodelab.local.phase_run import PhaseResult
+from nodelab.local.tables import phase_label
 
 __all__ = ["PERCENTILES", "latency_curve", "save_chart"]
 

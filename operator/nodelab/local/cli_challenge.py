@@ -16,13 +16,13 @@ from typing import Any
 
 from rich.table import Table
 
-from nodelab import spec as nodelab_spec
 from nodelab.local import common, results
 from nodelab.local.fleet import Fleet
-from nodelab.local.progress import Reporter, wide_console
-from nodelab.local.render import model_lines, verdict_style
-from nodelab.local.session import PhaseResult, run_phase
+from nodelab.local.narration import Narrator, wide_console
+from nodelab.local.phase_run import PhaseResult, run_phase
 from nodelab.local.settings import LocalSettings, build_parser, parse, settings_from_args
+from nodelab.local.tables import model_lines, verdict_style
+from nodelab.model import spec as nodelab_spec
 
 __all__ = ["WORKER_LEVELS", "horizontal_answer", "main", "with_workers"]
 
@@ -135,32 +135,32 @@ def main(argv: Sequence[str]) -> int:
     sweep_lab = common.load_phase(sweep_path, PROG)
     if phase1 is None or sweep_lab is None:
         return common.EXIT_USAGE
-    reporter = Reporter()
+    narrator = Narrator()
     out = wide_console()
 
     def body(fleet: Fleet) -> int:
-        reporter.say("[bold]challenge 1[/bold]: crash a single-worker node")
-        crash = run_phase(phase1_path, with_workers(phase1, 1), settings, fleet, reporter)
+        narrator.say("[bold]challenge 1[/bold]: crash a single-worker node")
+        crash = run_phase(phase1_path, with_workers(phase1, 1), settings, fleet, narrator)
         rows: list[tuple[str, PhaseResult]] = [("1. one worker", crash)]
         vertical = [crash]
         recovered = crash if crash.report.get("verdict") == "OK" else None
         for workers in WORKER_LEVELS[1:]:
             if recovered is not None:
                 break
-            reporter.say(f"[bold]challenge 2[/bold]: {workers} workers")
+            narrator.say(f"[bold]challenge 2[/bold]: {workers} workers")
             result = run_phase(
                 f"challenge-2-workers-{workers}",
                 with_workers(phase1, workers),
                 settings,
                 fleet,
-                reporter,
+                narrator,
             )
             vertical.append(result)
             rows.append((f"2. {workers} workers", result))
             if result.report.get("verdict") == "OK":
                 recovered = result
-        reporter.say("[bold]challenge 3[/bold]: concurrency sweep against 10 workers")
-        sweep = run_phase(sweep_path, sweep_lab, settings, fleet, reporter)
+        narrator.say("[bold]challenge 3[/bold]: concurrency sweep against 10 workers")
+        sweep = run_phase(sweep_path, sweep_lab, settings, fleet, narrator)
         for level in sweep.report.get("sweep") or []:
             level_result = replace(
                 sweep,
@@ -197,7 +197,7 @@ def main(argv: Sequence[str]) -> int:
         for line in answers["4"]:
             out.print(f"  {line}")
         for line in model_lines(sweep):
-            reporter.say(line.strip())
+            narrator.say(line.strip())
         path = settings.out_dir / "challenge.json"
         results.write_results(
             path, settings, [r for _, r in rows if r is not None], {"answers": answers}
@@ -205,7 +205,7 @@ def main(argv: Sequence[str]) -> int:
         out.print(f"results: {path}")
         return 0
 
-    return common.with_fleet(settings, reporter, PROG, body)
+    return common.with_fleet(settings, narrator, PROG, body)
 
 
 if __name__ == "__main__":  # pragma: no cover

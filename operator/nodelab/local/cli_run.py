@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from nodelab.local import common, render, statusdoc
+from nodelab.local import common, statusdoc, tables
 from nodelab.local.fleet import Fleet
-from nodelab.local.progress import Reporter, wide_console
-from nodelab.local.session import run_phase
+from nodelab.local.narration import Narrator, wide_console
+from nodelab.local.phase_run import run_phase
 from nodelab.local.settings import build_parser, parse, settings_from_args
 
 __all__ = ["main"]
@@ -34,26 +34,26 @@ def main(argv: Sequence[str]) -> int:
     lab = common.load_phase(args.phase_file, PROG)
     if lab is None:
         return common.EXIT_USAGE
-    reporter = Reporter()
+    narrator = Narrator()
     previous = statusdoc.read_previous(settings.status_out) if settings.status_out else None
     generation = int(previous.get("observedGeneration") or 0) + 1 if previous else lab.generation
     out = wide_console()
 
     def body(fleet: Fleet) -> int:
-        result = run_phase(args.phase_file, lab, settings, fleet, reporter, generation=generation)
+        result = run_phase(args.phase_file, lab, settings, fleet, narrator, generation=generation)
         status = statusdoc.build_status(result, generation=generation, previous=previous)
         if settings.status_out:
             statusdoc.write_status(settings.status_out, status)
-            reporter.say(f"status written to {settings.status_out}")
+            narrator.say(f"status written to {settings.status_out}")
         if settings.json_output:
             print(json.dumps(status, indent=2))
         else:
-            out.print(render.report_table(result))
-            for line in render.model_lines(result):
+            out.print(tables.report_table(result))
+            for line in tables.model_lines(result):
                 out.print(line)
         return 0
 
-    return common.with_fleet(settings, reporter, PROG, body)
+    return common.with_fleet(settings, narrator, PROG, body)
 
 
 if __name__ == "__main__":  # pragma: no cover

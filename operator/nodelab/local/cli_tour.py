@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodelab import quantity
-from nodelab import spec as nodelab_spec
-from nodelab.local import chart, common, render, results, statusdoc
+from nodelab.local import chart, common, results, statusdoc, tables
 from nodelab.local.fleet import Fleet
-from nodelab.local.progress import Reporter, wide_console
-from nodelab.local.session import PhaseResult, run_phase
+from nodelab.local.narration import Narrator, wide_console
+from nodelab.local.phase_run import PhaseResult, run_phase
 from nodelab.local.settings import LocalSettings, Mode, build_parser, parse, settings_from_args
+from nodelab.model import quantity
+from nodelab.model import spec as nodelab_spec
 
 __all__ = ["ModeChoice", "choose_mode", "main", "phase_cpu_millicores", "phase_files", "tour_title"]
 
@@ -163,7 +163,7 @@ def main(argv: Sequence[str]) -> int:
         labs.append((path, lab))
     choice = choose_mode(settings.cores, [(path.stem, lab) for path, lab in labs], requested)
     settings = dataclasses.replace(settings, mode=choice.mode)
-    reporter = Reporter()
+    narrator = Narrator()
     out = wide_console()
     out.print("[bold]What this machine can show[/bold]")
     for line in choice.lines:
@@ -174,17 +174,17 @@ def main(argv: Sequence[str]) -> int:
     def body(fleet: Fleet) -> int:
         status: dict[str, Any] | None = None
         for generation, (path, lab) in enumerate(labs, start=1):
-            reporter.say(f"[bold]{path.stem}[/bold] ({generation}/{len(labs)})")
-            result = run_phase(path, lab, settings, fleet, reporter, generation=generation)
+            narrator.say(f"[bold]{path.stem}[/bold] ({generation}/{len(labs)})")
+            result = run_phase(path, lab, settings, fleet, narrator, generation=generation)
             status = statusdoc.build_status(result, generation=generation, previous=status)
             done.append(result)
-            for line in render.model_lines(result)[1:]:
-                reporter.say(line.strip())
+            for line in tables.model_lines(result)[1:]:
+                narrator.say(line.strip())
         assert status is not None
         title = tour_title(settings)
-        out.print(render.tour_table(done, title))
+        out.print(tables.tour_table(done, title))
         out.print("[bold]Why each verdict[/bold] (the capacity model, from S measured alone)")
-        for line in render.verdict_lines(done):
+        for line in tables.verdict_lines(done):
             out.print(f"  {line}", markup=False)
         paths = chart.save_chart(done, settings.out_dir, title=title)
         results.write_results(settings.out_dir / "tour.json", settings, done)
@@ -196,7 +196,7 @@ def main(argv: Sequence[str]) -> int:
         )
         return 0
 
-    return common.with_fleet(settings, reporter, PROG, body)
+    return common.with_fleet(settings, narrator, PROG, body)
 
 
 if __name__ == "__main__":  # pragma: no cover

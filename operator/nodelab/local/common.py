@@ -9,12 +9,12 @@ from pathlib import Path
 import yaml
 
 from loadgen.plan import PlanError
-from nodelab import spec as nodelab_spec
-from nodelab import validation
 from nodelab.local import procs
 from nodelab.local.fleet import Fleet, FleetError
-from nodelab.local.progress import Reporter
+from nodelab.local.narration import Narrator
 from nodelab.local.settings import LocalSettings
+from nodelab.model import spec as nodelab_spec
+from nodelab.model import validation
 
 __all__ = ["EXIT_FAILED", "EXIT_INTERRUPTED", "EXIT_USAGE", "load_phase", "with_fleet"]
 
@@ -53,19 +53,19 @@ def yaml_problem(exc: yaml.YAMLError) -> str:
 
 
 def with_fleet(
-    settings: LocalSettings, reporter: Reporter, prog: str, body: Callable[[Fleet], int]
+    settings: LocalSettings, narrator: Narrator, prog: str, body: Callable[[Fleet], int]
 ) -> int:
     """Run ``body`` with a fleet; whatever happens, every node is stopped before returning.
 
     Failures become one clear message and an exit code instead of a traceback.
     """
     try:
-        with procs.exit_on_termination(), Fleet(settings, reporter.say) as fleet:
+        with procs.exit_on_termination(), Fleet(settings, narrator.say) as fleet:
             try:
                 return body(fleet)
             finally:
                 if fleet.nodes:
-                    reporter.say(f"stopping {len(fleet.nodes)} node process group(s)")
+                    narrator.say(f"stopping {len(fleet.nodes)} node process group(s)")
     except KeyboardInterrupt:
         print(f"{prog}: interrupted; every node it started is stopped", file=sys.stderr)
         return EXIT_INTERRUPTED

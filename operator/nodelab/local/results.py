@@ -7,9 +7,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from nodelab.local.render import phase_label
-from nodelab.local.session import PhaseResult
+from nodelab.local.phase_run import PhaseResult
 from nodelab.local.settings import LocalSettings
+from nodelab.local.tables import phase_label
 
 __all__ = ["result_entry", "write_results"]
 

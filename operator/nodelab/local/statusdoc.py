@@ -1,6 +1,6 @@
 """The NodeLab status a local run writes: what the Job and the operator would have written.
 
-Same schema as ``status`` in the CRD (``nodelab.crd.spec_schema()``): ``phase``,
+Same schema as ``status`` in the CRD (``nodelab.model.crd.spec_schema()``): ``phase``,
 ``observedGeneration``, ``conditions``, ``lastRun`` (the load report, verbatim), ``prediction``
 (the capacity model) and ``history`` (one row per run, newest last, at most 10).
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from loadgen.timestamps import rfc3339
-from nodelab.local.session import PhaseResult
+from nodelab.local.phase_run import PhaseResult
 
 __all__ = ["HISTORY_LIMIT", "build_status", "history_row", "read_previous", "write_status"]
 

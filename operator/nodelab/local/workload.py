@@ -14,8 +14,8 @@ import statistics
 import time
 from dataclasses import dataclass
 
-from nodelab import spec as nodelab_spec
 from nodelab.local.settings import Mode
+from nodelab.model import spec as nodelab_spec
 
 __all__ = [
     "QUICK_LOAD_FACTOR",

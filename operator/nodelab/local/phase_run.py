@@ -13,13 +13,13 @@ from typing import Any
 
 from loadgen import runner
 from loadgen.plan import LoadPlan
-from nodelab import capacity
-from nodelab import spec as nodelab_spec
 from nodelab.local import calibrate as calibration_mod
 from nodelab.local.fleet import Fleet, FleetSpec
-from nodelab.local.progress import Reporter
+from nodelab.local.narration import Narrator
 from nodelab.local.settings import LocalSettings
 from nodelab.local.workload import Workload, plan_workload, slo_factor
+from nodelab.model import capacity
+from nodelab.model import spec as nodelab_spec
 
 __all__ = ["PhaseResult", "predict_for", "run_phase"]
 
@@ -93,7 +93,7 @@ def run_phase(
     lab: nodelab_spec.NodeLab,
     settings: LocalSettings,
     fleet: Fleet,
-    reporter: Reporter,
+    narrator: Narrator,
     *,
     generation: int | None = None,
 ) -> PhaseResult:
@@ -101,7 +101,7 @@ def run_phase(
     node, load = lab.spec.node, lab.spec.load
     workload = plan_workload(lab, quick=settings.quick, mode=settings.mode)
     for note in workload.notes:
-        reporter.say(note)
+        narrator.say(note)
     fleet.apply(
         FleetSpec(
             lab=lab.name,
@@ -111,7 +111,7 @@ def run_phase(
             io_millis=workload.io_millis,
         )
     )
-    reporter.say(f"calibrating: {settings.calibration_requests} sequential requests to {load.path}")
+    narrator.say(f"calibrating: {settings.calibration_requests} sequential requests to {load.path}")
     calibration = calibration_mod.calibrate(
         fleet.urls,
         path=load.path,
@@ -122,12 +122,12 @@ def run_phase(
         workload, latency_ms=calibration.latency_ms, service_ms=calibration.service_ms
     )
     slo_ms = round(lab.spec.slo.p99_millis * scale, 1)
-    reporter.say(
+    narrator.say(
         f"service time S = {calibration.latency_ms:.1f} ms per request "
         f"({calibration.service_ms:.1f} ms inside the worker)"
     )
     if scale < 1.0:
-        reporter.say(
+        narrator.say(
             f"quick: SLO {lab.spec.slo.p99_millis} ms x {scale:.4f} (the service time's factor) "
             f"= {slo_ms:g} ms"
         )
@@ -143,9 +143,9 @@ def run_phase(
         slo_p99_ms=slo_ms,
         sweep=load.sweep or None,
         generation=generation if generation is not None else lab.generation,
-        fresh_connections=True,  # as the Job's load does (nodelab.builders.build_load_plan)
+        fresh_connections=True,  # as the Job's load does (nodelab.kube.builders.build_load_plan)
     )
-    report = runner.run(plan, progress=reporter)
+    report = runner.run(plan, progress=narrator)
     report["calibration"] = calibration.to_report()
     fleet.check_alive()
     concurrency = int(report.get("concurrency") or load.concurrency)

@@ -1,13 +1,13 @@
-"""The progress decision: from what the cluster shows to what the operator does next. Pure.
+"""The reconcile decision: from what the cluster shows to what the operator does next. Pure.
 
-The progress step observes a lab's Deployment, pods and load Jobs, then calls :func:`decide`,
+The reconcile step observes a lab's Deployment, pods and load Jobs, then calls :func:`decide`,
 which returns the status fields to write (only those that change), whether to create the load
 Job of the current generation, which Jobs to delete, and the Events to post. Level-based: the
 same observation always gives the same decision, so a restarted operator picks up where it was.
 
 What wakes the step: a change of one of the lab's children (:data:`WATCHES` says which objects
 are watched, by their labels; :func:`owning_lab` says whose child an object is), the change
-handler as it ends, or the safety-net timer; :func:`wants_progress` says whether a lab needs one.
+handler as it ends, or the safety-net timer; :func:`wants_reconcile` says whether a lab needs one.
 """
 
 from __future__ import annotations
@@ -17,20 +17,38 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from nodelab import crd, names, status
-from nodelab.settings import OperatorSettings
-from nodelab.spec import NodeLab
+from loadgen import timestamps
+from nodelab.kube import children
+from nodelab.kube.settings import OperatorSettings
+from nodelab.model import crd, names
+from nodelab.model.conditions import (
+    AVAILABLE,
+    COMPLETED,
+    DEPLOYING,
+    FAILED,
+    LOAD_COMPLETE,
+    LOADING,
+    READY,
+    SLO_MET,
+    SPEC_VALID,
+    find_condition,
+    set_condition,
+    slo_condition,
+)
+from nodelab.model.history import history_row, merge_history
+from nodelab.model.prediction import prediction as lab_prediction
+from nodelab.model.spec import NodeLab
 
 __all__ = [
     "WATCHES",
+    "Decision",
     "Event",
     "Observation",
-    "Progress",
     "Watch",
     "decide",
     "jobs_to_delete",
     "owning_lab",
-    "wants_progress",
+    "wants_reconcile",
 ]
 
 
@@ -53,7 +71,7 @@ class Event:
 
 
 @dataclass(frozen=True)
-class Progress:
+class Decision:
     """What to do: status fields to patch, Jobs to create or delete, Events to post."""
 
     status: dict[str, Any] = field(default_factory=dict)
@@ -65,7 +83,7 @@ class Progress:
 
 @dataclass(frozen=True)
 class Watch:
-    """A kind of child whose changes wake the progress step, and the labels that select it.
+    """A kind of child whose changes wake the reconcile step, and the labels that select it.
 
     ``labels`` maps a label to the value it must have, or to None if it need only be present
     (the lab's name: one watch serves every lab).
@@ -152,14 +170,14 @@ def owning_lab(child: Mapping[str, Any]) -> str | None:
     return str(name) if name else None
 
 
-def wants_progress(meta: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+def wants_reconcile(meta: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
     """Whether the step has anything to do for a lab: not being deleted, its generation taken
     in by the change handlers (``observedGeneration``), and its spec valid (else they said so)."""
     if meta.get("deletionTimestamp"):
         return False
     if current.get("observedGeneration") != int(meta.get("generation") or 1):
         return False
-    valid = status.find_condition(current.get("conditions"), status.SPEC_VALID) or {}
+    valid = find_condition(current.get("conditions"), SPEC_VALID) or {}
     return valid.get("status") == "True"
 
 
@@ -185,10 +203,10 @@ def decide(
     observed: Observation,
     settings: OperatorSettings,
     now: datetime.datetime,
-) -> Progress:
+) -> Decision:
     """Decide the next step for ``lab`` given its ``current`` status and what was ``observed``."""
     generation = lab.generation
-    stamp = status.now_rfc3339(now)
+    stamp = timestamps.rfc3339(now)
     conditions: list[dict[str, Any]] = [dict(c) for c in current.get("conditions") or ()]
     last_run = current.get("lastRun") or {}
     jobs = {str((j.get("metadata") or {}).get("name")): j for j in observed.jobs}
@@ -197,36 +215,36 @@ def decide(
 
     def condition(type_: str, state: str, reason: str, message: str) -> None:
         nonlocal conditions
-        conditions = status.set_condition(
+        conditions = set_condition(
             conditions, type_, state, reason, message, generation=generation, now=stamp
         )
 
     # Available: is the fleet of this generation up, and if not, why not.
-    ready, how_far = status.rollout_progress(observed.deployment, generation)
+    ready, how_far = children.rollout_progress(observed.deployment, generation)
     node = lab.spec.node
     if ready:
         condition(
-            status.AVAILABLE,
+            AVAILABLE,
             "True",
             "RolledOut",
             f"{node.replicas} node pod(s) of {node.workers} worker(s) ready",
         )
     elif observed.deployment is None:
         condition(
-            status.AVAILABLE,
+            AVAILABLE,
             "False",
             "DeploymentMissing",
             "the node Deployment is missing; the operator creates it again",
         )
     else:
-        diagnosis = status.diagnose_deployment(observed.deployment) or status.diagnose_pods(
+        diagnosis = children.diagnose_deployment(observed.deployment) or children.diagnose_pods(
             observed.pods
         )
         if diagnosis is not None:
-            condition(status.AVAILABLE, "False", diagnosis.reason, diagnosis.message)
+            condition(AVAILABLE, "False", diagnosis.reason, diagnosis.message)
         else:
             condition(
-                status.AVAILABLE,
+                AVAILABLE,
                 "False",
                 "RollingOut",
                 f"waiting for the rollout of generation {generation}: {how_far}",
@@ -238,72 +256,68 @@ def decide(
     prediction = current.get("prediction")
     if last_run.get("generation") == generation:
         # The Job reported this generation's run: done, whatever became of the Job since.
-        phase = status.COMPLETED
+        phase = COMPLETED
         latency = last_run.get("latencyMillis") or {}
         condition(
-            status.LOAD_COMPLETE,
+            LOAD_COMPLETE,
             "True",
             "Succeeded",
             f"{last_run.get('successes')}/{last_run.get('requests')} requests, "
             f"p50 {latency.get('p50')} ms, p99 {latency.get('p99')} ms, "
             f"{last_run.get('rps')} req/s",
         )
-        condition(status.SLO_MET, *status.slo_condition(last_run))
-        history = status.merge_history(history, status.history_row(lab, last_run))
-        prediction = status.prediction(lab, last_run) or prediction
+        condition(SLO_MET, *slo_condition(last_run))
+        history = merge_history(history, history_row(lab, last_run))
+        prediction = lab_prediction(lab, last_run) or prediction
     elif job is None:
         if ready:
             create_job = True
-            phase = status.READY
-            condition(
-                status.LOAD_COMPLETE, "Unknown", "LoadStarted", f"load Job {job_name} created"
-            )
+            phase = READY
+            condition(LOAD_COMPLETE, "Unknown", "LoadStarted", f"load Job {job_name} created")
         else:
-            phase = status.DEPLOYING
+            phase = DEPLOYING
             condition(
-                status.LOAD_COMPLETE,
+                LOAD_COMPLETE,
                 "Unknown",
                 "WaitingForRollout",
                 "the load runs once every node pod is ready",
             )
-        condition(status.SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet")
+        condition(SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet")
     else:
-        state = status.job_state(job)
+        state = children.job_state(job)
         if state.state == "Failed":
-            phase = status.FAILED
-            condition(status.LOAD_COMPLETE, "False", state.reason, state.message)
+            phase = FAILED
+            condition(LOAD_COMPLETE, "False", state.reason, state.message)
         elif state.state == "Succeeded" and _past(state.finished_at, settings, now):
-            phase = status.FAILED
+            phase = FAILED
             condition(
-                status.LOAD_COMPLETE,
+                LOAD_COMPLETE,
                 "False",
                 "NoReport",
                 f"load Job {job_name} succeeded but no report for generation "
                 f"{generation} reached status.lastRun; see `kubectl logs job/{job_name}`",
             )
         elif state.state == "Succeeded":
-            phase = status.LOADING
+            phase = LOADING
             condition(
-                status.LOAD_COMPLETE,
+                LOAD_COMPLETE,
                 "Unknown",
                 "WaitingForReport",
                 f"load Job {job_name} finished; waiting for its report",
             )
-        elif not status.load_pod_running(job):
+        elif not children.load_pod_running(job):
             # Nodes ready, Job created, its pod not yet started (scheduling, image pull).
-            phase = status.READY
+            phase = READY
             condition(
-                status.LOAD_COMPLETE,
+                LOAD_COMPLETE,
                 "Unknown",
                 "LoadPending",
                 f"load Job {job_name} created; its pod has not started yet",
             )
         else:
-            phase = status.LOADING
-            condition(
-                status.LOAD_COMPLETE, "Unknown", "LoadRunning", f"load Job {job_name} is running"
-            )
-        condition(status.SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet")
+            phase = LOADING
+            condition(LOAD_COMPLETE, "Unknown", "LoadRunning", f"load Job {job_name} is running")
+        condition(SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet")
 
     desired: dict[str, Any] = {
         "phase": phase,
@@ -315,7 +329,7 @@ def decide(
     if prediction is not None:
         desired["prediction"] = prediction
     changes = {k: v for k, v in desired.items() if current.get(k) != v}
-    return Progress(
+    return Decision(
         status=changes,
         create_job=create_job,
         delete_jobs=jobs_to_delete(observed.jobs, generation, job_name, settings),
@@ -347,7 +361,7 @@ def jobs_to_delete(
         if name == keep or meta.get("deletionTimestamp"):
             continue
         built_for = names.generation_of(meta.get("labels")) or 0
-        state = status.job_state(job).state
+        state = children.job_state(job).state
         if state == "Running":
             if built_for < generation:
                 doomed.append(name)
@@ -357,7 +371,7 @@ def jobs_to_delete(
     current = next((j for j in jobs if (j.get("metadata") or {}).get("name") == keep), None)
     for state, rows in finished.items():
         room = limits[state]
-        if current is not None and status.job_state(current).state == state:
+        if current is not None and children.job_state(current).state == state:
             room -= 1  # the current Job counts against its kind's limit
         rows.sort(reverse=True)
         doomed += [name for _, name in rows[max(room, 0) :]]
@@ -369,7 +383,7 @@ def _events(
 ) -> tuple[Event, ...]:
     events: list[Event] = []
     for condition in after:
-        old = status.find_condition(before, str(condition["type"]))
+        old = find_condition(before, str(condition["type"]))
         if old is not None and (old.get("status"), old.get("reason")) == (
             condition["status"],
             condition["reason"],

@@ -29,7 +29,7 @@ class OperatorSettings:
     image_pull_policy: str = "IfNotPresent"
     # Port the node listens on inside its pod; the Services expose the same port.
     node_port: int = 8080
-    # Seconds between two looks at a lab by the progress timer, a safety net: a change of the
+    # Seconds between two looks at a lab by the reconcile timer, a safety net: a change of the
     # lab's Deployment, node pods or load Jobs moves it at once (kopf watches them). The timer
     # catches what no watched child announces: an object in the way that went away, a report
     # that never came (NODELAB_REPORT_GRACE), a step that failed and is due again.

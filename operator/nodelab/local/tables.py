@@ -8,8 +8,8 @@ from typing import Any
 
 from rich.table import Table
 
-from nodelab import capacity
-from nodelab.local.session import PhaseResult
+from nodelab.local.phase_run import PhaseResult
+from nodelab.model import capacity
 
 __all__ = [
     "model_lines",

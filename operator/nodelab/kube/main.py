@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import kopf
 
-from nodelab import handlers
-from nodelab.settings import OperatorSettings, SettingsError
+from nodelab.kube import handlers
+from nodelab.kube.settings import OperatorSettings, SettingsError
 
 __all__ = ["build_parser", "build_registry", "main", "run"]
 

@@ -1,6 +1,6 @@
 """The NodeLab spec as typed values, parsed from a phase file or a custom resource.
 
-Parsing validates first (``nodelab.validation``, against the CRD's schema and CEL rules), so
+Parsing validates first (``nodelab.model.validation``, against the CRD's schema and CEL rules), so
 every value here is one the API server would have accepted, with its defaults filled in.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from nodelab import crd, names, quantity, validation
+from nodelab.model import crd, names, quantity, validation
 
 __all__ = [
     "DEFAULT_REQUESTS",

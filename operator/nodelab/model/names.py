@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from nodelab import crd
+from nodelab.model import crd
 
 __all__ = [
     "COMPONENT_LABEL",

@@ -28,7 +28,7 @@ def api_version() -> str:
 @functools.cache
 def load_crd() -> dict[str, Any]:
     """Return the CRD document shipped with the package (parsed once)."""
-    text = resources.files("nodelab").joinpath("crd.yaml").read_text(encoding="utf-8")
+    text = resources.files("nodelab.model").joinpath("crd.yaml").read_text(encoding="utf-8")
     crd: dict[str, Any] = yaml.safe_load(text)
     return crd
 

@@ -12,9 +12,9 @@ from typing import Any
 from loadgen import cli as loadgen_cli
 from loadgen.plan import LoadPlan
 from node_service import settings as node_settings
-from nodelab import crd, names, quantity, validation
-from nodelab.settings import OperatorSettings
-from nodelab.spec import NodeLab
+from nodelab.kube.settings import OperatorSettings
+from nodelab.model import crd, names, quantity, validation
+from nodelab.model.spec import NodeLab
 
 __all__ = [
     "RUN_AS_USER",

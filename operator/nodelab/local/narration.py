@@ -14,7 +14,7 @@ from rich.progress import (
     TimeElapsedColumn,
 )
 
-__all__ = ["Reporter", "wide_console"]
+__all__ = ["Narrator", "wide_console"]
 
 # Tables are for slides and logs: when stdout is not a terminal, do not wrap them at 80 columns.
 _FILE_WIDTH = 180
@@ -26,7 +26,7 @@ def wide_console() -> Console:
     return Console(highlight=False, width=None if probe.is_terminal else _FILE_WIDTH)
 
 
-class Reporter:
+class Narrator:
     """Prints each step (``say``) and shows load progress (the load generator's ProgressSink)."""
 
     def __init__(self, console: Console | None = None, *, quiet: bool = False) -> None:

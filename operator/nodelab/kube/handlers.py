@@ -5,11 +5,11 @@ Two kinds of work, both idempotent:
 * on create, spec update and operator resume (``apply_lab``): validate the spec, create or
   patch the children (ServiceAccount, Role, RoleBinding, Deployment, two Services), adopt
   them, and start a new generation's status (phase Deploying);
-* the progress step (``progress_lab``): read the lab, observe its Deployment, pods and Jobs,
-  let :func:`nodelab.progress.decide` choose the next step, carry it out, write status. A change
-  of one of the lab's children asks for it (``child_changed``: kopf watches filtered by the
-  children's labels, :data:`nodelab.progress.WATCHES`), so does ``apply_lab`` as it ends, and
-  so does the ``progress`` timer every ``reconcile_interval`` seconds, a safety net.
+* the reconcile step (``reconcile_lab``): read the lab, observe its Deployment, pods and Jobs,
+  let :func:`nodelab.kube.reconcile.decide` choose the next step, carry it out, write status.
+  A change of one of the lab's children asks for it (``child_changed``: kopf watches filtered by the
+  children's labels, :data:`nodelab.kube.reconcile.WATCHES`), so does ``apply_lab`` as it ends, and
+  so does the ``reconcile`` timer every ``reconcile_interval`` seconds, a safety net.
 
 Every request for a lab's step goes through one :class:`LabGate`: one step at a time per lab,
 each reading the lab afresh, and requests arriving meanwhile folded into one more step. The
@@ -35,10 +35,12 @@ from typing import Any, cast
 
 import kopf
 
-from nodelab import builders, crd, k8s, names, progress, validation
-from nodelab import status as lab_status
-from nodelab.settings import OperatorSettings
-from nodelab.spec import NodeLab, parse_spec
+from loadgen import timestamps
+from nodelab.kube import builders, children, cluster_api, reconcile
+from nodelab.kube.settings import OperatorSettings
+from nodelab.model import conditions as lab_conditions
+from nodelab.model import crd, names, validation
+from nodelab.model.spec import NodeLab, parse_spec
 
 __all__ = [
     "LabGate",
@@ -48,8 +50,8 @@ __all__ = [
     "disconnect",
     "login",
     "parse_lab",
-    "progress_lab",
-    "progress_tick",
+    "reconcile_lab",
+    "reconcile_tick",
     "register",
 ]
 
@@ -70,7 +72,7 @@ LabKey = tuple[str, str]  # (namespace, name)
 
 
 class LabGate:
-    """One progress step at a time per lab; requests meanwhile are folded into one more step.
+    """One reconcile step at a time per lab; requests meanwhile are folded into one more step.
 
     :meth:`request` runs the step now, or, if a step is already under way for that lab, marks
     that another is wanted and returns at once: the thread running the steps goes round once
@@ -138,7 +140,7 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     kopf.on.create(*_RESOURCE, registry=registry, id="apply-on-create")(apply_lab)
     kopf.on.update(*_RESOURCE, field="spec", registry=registry, id="apply-on-update")(apply_lab)
     kopf.on.resume(*_RESOURCE, registry=registry, id="apply-on-resume")(apply_lab)
-    for watch in progress.WATCHES:
+    for watch in reconcile.WATCHES:
         # Filtered here as well as by the server (configure): a server that ignores the
         # selector must not widen what wakes the step.
         labels: dict[str, Any] = {  # a value, or kopf.PRESENT
@@ -150,14 +152,14 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
             watch.plural,
             labels=labels,
             registry=registry,
-            id=f"progress-on-{watch.plural}",
+            id=f"reconcile-on-{watch.plural}",
         )(child_changed)
     kopf.timer(
         *_RESOURCE,
         interval=settings.reconcile_interval,
         registry=registry,
-        id="progress",
-    )(progress_tick)
+        id="reconcile",
+    )(reconcile_tick)
 
 
 def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -180,10 +182,10 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
     settings.persistence.finalizer = f"{crd.GROUP}/operator"
     settings.posting.level = logging.INFO
     # The children's watches ask the server for the lab's children only, not every pod.
-    for watch in progress.WATCHES:
+    for watch in reconcile.WATCHES:
         settings.watching.label_selectors[watch.group, watch.version, watch.plural] = watch.selector
     if getattr(memo, "cluster", None) is None:
-        memo.cluster = k8s.Cluster.connect()
+        memo.cluster = cluster_api.Cluster.connect()
     if getattr(memo, "lab_settings", None) is None:
         memo.lab_settings = OperatorSettings.from_env()
     if getattr(memo, "lab_gate", None) is None:
@@ -193,7 +195,7 @@ def configure(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> Non
 def disconnect(memo: kopf.Memo, **_: Any) -> None:
     """Close the API connection pool on shutdown."""
     cluster = getattr(memo, "cluster", None)
-    if isinstance(cluster, k8s.Cluster):
+    if isinstance(cluster, cluster_api.Cluster):
         cluster.close()
 
 
@@ -232,9 +234,9 @@ def apply_lab(
     **_: Any,
 ) -> None:
     """Create or patch a lab's children for its current spec (create, update, resume), write
-    the status that starts its generation, then take the first progress step at once.
+    the status that starts its generation, then take the first reconcile step at once.
 
-    Holds the lab's gate while it applies: no progress step applies children or acts for this
+    Holds the lab's gate while it applies: no reconcile step applies children or acts for this
     lab meanwhile. The step right after matters where no child would wake one: a change of the
     load only leaves the rollout ready, and its Job is due now.
     """
@@ -257,7 +259,7 @@ def _apply_lab(
     logger: kopf.Logger,
 ) -> None:
     settings: OperatorSettings = memo.lab_settings
-    cluster: k8s.Cluster = memo.cluster
+    cluster: cluster_api.Cluster = memo.cluster
     generation = int(meta.get("generation") or 1)
     stamp = _now()
     conditions = list(status.get("conditions") or ())
@@ -266,13 +268,13 @@ def _apply_lab(
         lab = parse_lab(name, namespace, meta, spec, settings)
     except validation.SpecInvalid as exc:
         message = "; ".join(str(error) for error in exc.errors)
-        # kopf's own patch as the handler ends: no progress step acts on, or writes, a lab
+        # kopf's own patch as the handler ends: no reconcile step acts on, or writes, a lab
         # whose spec is invalid, so nothing races this write.
-        patch.status["phase"] = lab_status.FAILED
+        patch.status["phase"] = lab_conditions.FAILED
         patch.status["observedGeneration"] = generation
-        patch.status["conditions"] = lab_status.set_condition(
+        patch.status["conditions"] = lab_conditions.set_condition(
             conditions,
-            lab_status.SPEC_VALID,
+            lab_conditions.SPEC_VALID,
             "False",
             "InvalidSpec",
             message,
@@ -283,7 +285,7 @@ def _apply_lab(
         # Retrying cannot fix a spec: the next change of it calls this handler again.
         raise kopf.PermanentError(f"invalid spec: {message}") from None
 
-    valid = lab_status.find_condition(conditions, lab_status.SPEC_VALID) or {}
+    valid = lab_conditions.find_condition(conditions, lab_conditions.SPEC_VALID) or {}
     under_way = status.get("observedGeneration") == generation and valid.get("status") == "True"
 
     def started(current: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -292,7 +294,7 @@ def _apply_lab(
 
     try:
         outcomes = _apply_children(lab, body, settings, cluster)
-    except k8s.ChildConflict as exc:
+    except cluster_api.ChildConflict as exc:
         conflict = exc
         _fields, warning = _conflict_status(started(status), generation, conflict, settings)
         _update_status(
@@ -303,7 +305,7 @@ def _apply_lab(
         )
         if warning:
             kopf.warn(body, reason="ChildConflict", message=warning)
-        raise kopf.PermanentError(f"{conflict}; the progress timer tries again") from None
+        raise kopf.PermanentError(f"{conflict}; the reconcile timer tries again") from None
     deployment = names.deployment(name)
     kopf.info(
         body,
@@ -317,13 +319,13 @@ def _apply_lab(
     logger.info("children of generation %s: %s", generation, outcomes)
 
     if under_way:
-        return  # a resume of a generation already under way: the progress step carries on
+        return  # a resume of a generation already under way: the reconcile step carries on
     _update_status(
         cluster,
         found,
         generation,
         lambda current: {
-            "phase": lab_status.DEPLOYING,
+            "phase": lab_conditions.DEPLOYING,
             "observedGeneration": generation,
             "conditions": started(current),
         },
@@ -334,18 +336,23 @@ def _start_conditions(
     conditions: list[dict[str, Any]], generation: int, stamp: str
 ) -> list[dict[str, Any]]:
     for type_, state, reason, message in (
-        (lab_status.SPEC_VALID, "True", "Valid", "spec accepted"),
-        (lab_status.AVAILABLE, "Unknown", "RolloutStarted", f"rolling out generation {generation}"),
+        (lab_conditions.SPEC_VALID, "True", "Valid", "spec accepted"),
         (
-            lab_status.LOAD_COMPLETE,
+            lab_conditions.AVAILABLE,
+            "Unknown",
+            "RolloutStarted",
+            f"rolling out generation {generation}",
+        ),
+        (
+            lab_conditions.LOAD_COMPLETE,
             "Unknown",
             "WaitingForRollout",
             "the load runs once every node pod is ready",
         ),
-        (lab_status.SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet"),
+        (lab_conditions.SLO_MET, "Unknown", "NoRunYet", f"generation {generation} has not run yet"),
         (CHILDREN_APPLIED, "True", "Applied", _APPLIED),
     ):
-        conditions = lab_status.set_condition(
+        conditions = lab_conditions.set_condition(
             conditions, type_, state, reason, message, generation=generation, now=stamp
         )
     return conditions
@@ -354,7 +361,7 @@ def _start_conditions(
 def _conflict_status(
     conditions: list[dict[str, Any]],
     generation: int,
-    conflict: k8s.ChildConflict,
+    conflict: cluster_api.ChildConflict,
     settings: OperatorSettings,
 ) -> tuple[dict[str, Any], str | None]:
     """Status of a ChildConflict (ChildrenApplied=False, phase Failed), and the message of the
@@ -363,11 +370,11 @@ def _conflict_status(
         f"{conflict}: the operator leaves it alone and creates its own once it is gone "
         f"(it looks again every {settings.reconcile_interval:g} s)"
     )
-    before = lab_status.find_condition(conditions, CHILDREN_APPLIED) or {}
+    before = lab_conditions.find_condition(conditions, CHILDREN_APPLIED) or {}
     fields = {
-        "phase": lab_status.FAILED,
+        "phase": lab_conditions.FAILED,
         "observedGeneration": generation,
-        "conditions": lab_status.set_condition(
+        "conditions": lab_conditions.set_condition(
             conditions,
             CHILDREN_APPLIED,
             "False",
@@ -381,10 +388,10 @@ def _conflict_status(
     return fields, message if news else None
 
 
-# --- the progress step and what asks for it ---------------------------------------------------
+# --- the reconcile step and what asks for it ---------------------------------------------------
 
 
-def progress_tick(
+def reconcile_tick(
     name: str, namespace: str | None, meta: kopf.Meta, status: kopf.Status, memo: Any, **_: Any
 ) -> None:
     """The safety-net timer: the same step the watches ask for, through the lab's gate.
@@ -392,13 +399,13 @@ def progress_tick(
     A lab that kopf's copy shows needs nothing from the step (being deleted, a generation not
     taken in yet, an invalid spec) costs no request: its next change wakes the step anyway.
     """
-    if progress.wants_progress(meta, status):
-        _request_progress(memo, namespace or "default", name)
+    if reconcile.wants_reconcile(meta, status):
+        _request_reconcile(memo, namespace or "default", name)
 
 
 def child_changed(body: kopf.Body, namespace: str | None, memo: Any, **kwargs: Any) -> None:
     """A watched child changed (added, modified, deleted): a step for the lab it belongs to."""
-    lab = progress.owning_lab(body)
+    lab = reconcile.owning_lab(body)
     if lab is not None:
         _quietly(memo, namespace or "default", lab, kwargs.get("logger"))
 
@@ -408,11 +415,11 @@ def _quietly(
 ) -> None:
     # kopf never retries an event handler: log the failure, the timer tries again.
     try:
-        _request_progress(memo, namespace, name)
+        _request_reconcile(memo, namespace, name)
     except (kopf.TemporaryError, kopf.PermanentError) as exc:
         settings: OperatorSettings = memo.lab_settings
         (log or logger).warning(
-            "progress of NodeLab %s/%s: %s; the timer tries again within %g s",
+            "reconcile of NodeLab %s/%s: %s; the timer tries again within %g s",
             namespace,
             name,
             exc,
@@ -420,17 +427,17 @@ def _quietly(
         )
 
 
-def _request_progress(memo: Any, namespace: str, name: str) -> None:
+def _request_reconcile(memo: Any, namespace: str, name: str) -> None:
     gate: LabGate = memo.lab_gate
     settings: OperatorSettings = memo.lab_settings
-    cluster: k8s.Cluster = memo.cluster
-    gate.request((namespace, name), lambda: progress_lab(cluster, settings, namespace, name))
+    cluster: cluster_api.Cluster = memo.cluster
+    gate.request((namespace, name), lambda: reconcile_lab(cluster, settings, namespace, name))
 
 
-def progress_lab(
-    cluster: k8s.Cluster, settings: OperatorSettings, namespace: str, name: str
+def reconcile_lab(
+    cluster: cluster_api.Cluster, settings: OperatorSettings, namespace: str, name: str
 ) -> None:
-    """One look at a lab, read afresh: observe, decide (``nodelab.progress``), act, write status.
+    """One look at a lab, read afresh: observe, decide (``reconcile``), act, write status.
 
     Callers go through the lab's :class:`LabGate`. A lab that changed before its status was
     written is read and decided again (a few times, then a TemporaryError); a lab that is gone
@@ -439,22 +446,24 @@ def progress_lab(
     for _ in range(_STALE_READS):
         try:
             found = cluster.request("GET", _lab_path(namespace, name))
-        except k8s.ApiError as exc:
+        except cluster_api.ApiError as exc:
             if exc.status == 404:
                 return  # deleted: its children go with it
             raise _api_failure(exc) from exc
         try:
-            _progress_once(found, cluster, settings)
+            _reconcile_once(found, cluster, settings)
         except _StatusMoved:
             continue
         return
     raise kopf.TemporaryError(
-        f"NodeLab {namespace}/{name} changed under each of {_STALE_READS} progress steps",
+        f"NodeLab {namespace}/{name} changed under each of {_STALE_READS} reconcile steps",
         delay=1,
     )
 
 
-def _progress_once(found: dict[str, Any], cluster: k8s.Cluster, settings: OperatorSettings) -> None:
+def _reconcile_once(
+    found: dict[str, Any], cluster: cluster_api.Cluster, settings: OperatorSettings
+) -> None:
     body = kopf.Body(cast(kopf.RawBody, found))
     meta: Mapping[str, Any] = found.get("metadata") or {}
     spec: Mapping[str, Any] = found.get("spec") or {}
@@ -462,23 +471,23 @@ def _progress_once(found: dict[str, Any], cluster: k8s.Cluster, settings: Operat
     name = str(meta.get("name"))
     namespace = str(meta.get("namespace") or "default")
     generation = int(meta.get("generation") or 1)
-    if not progress.wants_progress(meta, status):
+    if not reconcile.wants_reconcile(meta, status):
         return
     try:
         lab = parse_lab(name, namespace, meta, spec, settings)
     except validation.SpecInvalid:
         return  # the change handler reported it
     conditions = list(status.get("conditions") or ())
-    applied = lab_status.find_condition(conditions, CHILDREN_APPLIED) or {}
+    applied = lab_conditions.find_condition(conditions, CHILDREN_APPLIED) or {}
     conflicted = applied.get("status") == "False"
     owner = str(meta.get("uid"))
     try:
         if conflicted:
             _apply_children(lab, body, settings, cluster)  # the object in the way may be gone
         deployment = cluster.get("Deployment", namespace, names.deployment(name))
-        if deployment is not None and k8s.controller_uid(deployment) != owner:
-            raise k8s.ChildConflict(deployment, "Deployment")
-        ready, _how_far = lab_status.rollout_progress(deployment, generation)
+        if deployment is not None and cluster_api.controller_uid(deployment) != owner:
+            raise cluster_api.ChildConflict(deployment, "Deployment")
+        ready, _how_far = children.rollout_progress(deployment, generation)
         pods = (
             cluster.list("Pod", namespace, names.node_selector(name))
             if deployment and not ready
@@ -488,10 +497,10 @@ def _progress_once(found: dict[str, Any], cluster: k8s.Cluster, settings: Operat
             "Job", namespace, {names.INSTANCE_LABEL: name, names.COMPONENT_LABEL: "load"}
         )
         # Labels are anyone's to set: only Jobs this lab controls count, or are deleted.
-        jobs = [job for job in labelled if k8s.controller_uid(job) == owner]
-        observed = progress.Observation(deployment=deployment, pods=pods, jobs=jobs)
+        jobs = [job for job in labelled if cluster_api.controller_uid(job) == owner]
+        observed = reconcile.Observation(deployment=deployment, pods=pods, jobs=jobs)
         now = datetime.datetime.now(datetime.UTC)
-        decision = progress.decide(lab, status, observed, settings, now)
+        decision = reconcile.decide(lab, status, observed, settings, now)
         if decision.reapply_children:
             _apply_children(lab, body, settings, cluster)
         if decision.create_job:
@@ -506,17 +515,17 @@ def _progress_once(found: dict[str, Any], cluster: k8s.Cluster, settings: Operat
         for job_name in decision.delete_jobs:
             if cluster.delete("Job", namespace, job_name):
                 kopf.info(body, reason="LoadJobDeleted", message=f"old load Job {job_name} deleted")
-    except k8s.ChildConflict as exc:
+    except cluster_api.ChildConflict as exc:
         fields, warning = _conflict_status(conditions, generation, exc, settings)
         _write_status(cluster, found, fields)
         if warning:
             kopf.warn(body, reason="ChildConflict", message=warning)
         return
-    except k8s.ApiError as exc:
+    except cluster_api.ApiError as exc:
         raise _api_failure(exc) from exc
     fields = dict(decision.status)
     if conflicted:
-        fields["conditions"] = lab_status.set_condition(
+        fields["conditions"] = lab_conditions.set_condition(
             decision.status.get("conditions") or conditions,
             CHILDREN_APPLIED,
             "True",
@@ -538,7 +547,7 @@ def _progress_once(found: dict[str, Any], cluster: k8s.Cluster, settings: Operat
 
 
 def _update_status(
-    cluster: k8s.Cluster,
+    cluster: cluster_api.Cluster,
     found: dict[str, Any],
     generation: int,
     fields_for: Callable[[Mapping[str, Any]], Mapping[str, Any]],
@@ -558,7 +567,7 @@ def _update_status(
             pass
         try:
             found = cluster.request("GET", _lab_path(namespace, name))
-        except k8s.ApiError as exc:
+        except cluster_api.ApiError as exc:
             if exc.status == 404:
                 return
             raise _api_failure(exc) from exc
@@ -572,7 +581,7 @@ def _lab_path(namespace: str, name: str) -> str:
 
 
 def _write_status(
-    cluster: k8s.Cluster, found: Mapping[str, Any], fields: Mapping[str, Any]
+    cluster: cluster_api.Cluster, found: Mapping[str, Any], fields: Mapping[str, Any]
 ) -> None:
     """Merge-patch ``fields`` into the lab's status if the lab is still as ``found`` was.
 
@@ -589,7 +598,7 @@ def _write_status(
     path = f"{_lab_path(str(meta.get('namespace')), str(meta.get('name')))}/status"
     try:
         cluster.request("PATCH", path, body, content_type=_MERGE_PATCH)
-    except k8s.ApiError as exc:
+    except cluster_api.ApiError as exc:
         if exc.status == 409:
             raise _StatusMoved from exc
         if exc.status == 404:
@@ -598,7 +607,7 @@ def _write_status(
 
 
 def _apply_children(
-    lab: NodeLab, owner: kopf.Body, settings: OperatorSettings, cluster: k8s.Cluster
+    lab: NodeLab, owner: kopf.Body, settings: OperatorSettings, cluster: cluster_api.Cluster
 ) -> dict[str, str]:
     """Create or patch every child in order; ChildConflict stops at the first one in the way."""
     children = builders.build_children(lab, settings)
@@ -607,7 +616,7 @@ def _apply_children(
     try:
         for child in children:
             outcomes[child["metadata"]["name"]] = cluster.apply(child)
-    except k8s.ApiError as exc:
+    except cluster_api.ApiError as exc:
         if exc.status == 403:
             # Without this Event an RBAC refusal shows only in the operator's log, and the lab
             # just sits there (found on a real API server with one verb removed).
@@ -629,7 +638,7 @@ def _job_summary(lab: NodeLab, job_name: str) -> str:
     )
 
 
-def _api_failure(exc: k8s.ApiError) -> kopf.PermanentError | kopf.TemporaryError:
+def _api_failure(exc: cluster_api.ApiError) -> kopf.PermanentError | kopf.TemporaryError:
     if exc.status in _PERMANENT_STATUSES:
         # The server refuses the object itself: retrying the same request cannot succeed.
         return kopf.PermanentError(f"the API refused a child object: {exc}")
@@ -647,4 +656,4 @@ def _plain(value: Any) -> Any:
 
 
 def _now() -> str:
-    return lab_status.now_rfc3339()
+    return timestamps.rfc3339()

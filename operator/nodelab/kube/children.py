@@ -1,10 +1,5 @@
-"""Pure status logic: conditions, phases, history rows, diagnoses and the prediction.
-
-Conditions follow the Kubernetes API conventions: a list keyed by ``type``, each with
-``status`` ("True", "False", "Unknown"), a CamelCase ``reason``, a human ``message``,
-``observedGeneration``, and a ``lastTransitionTime`` that moves only when ``status`` changes.
-Nothing here talks to the API; every function is a value in, value out.
-"""
+"""Reading the lab's children as their controllers write them: the node Deployment's rollout,
+why its pods are not ready, and where a load Job is. Value in, value out."""
 
 from __future__ import annotations
 
@@ -12,149 +7,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from loadgen.timestamps import rfc3339 as now_rfc3339
-from nodelab import capacity, names, quantity
-from nodelab.spec import NodeLab
+from nodelab.model import names, quantity
 
 __all__ = [
-    "AVAILABLE",
-    "HISTORY_LIMIT",
-    "LOAD_COMPLETE",
-    "PHASES",
-    "SLO_MET",
-    "SPEC_VALID",
     "Diagnosis",
     "JobState",
     "diagnose_deployment",
     "diagnose_pods",
-    "find_condition",
-    "history_row",
     "job_state",
     "load_pod_running",
-    "merge_history",
-    "now_rfc3339",
-    "prediction",
     "rollout_progress",
-    "set_condition",
-    "slo_condition",
 ]
-
-SPEC_VALID = "SpecValid"
-AVAILABLE = "Available"
-LOAD_COMPLETE = "LoadComplete"
-SLO_MET = "SLOMet"
-
-PENDING, DEPLOYING, READY, LOADING, COMPLETED, FAILED = (
-    "Pending",
-    "Deploying",
-    "Ready",
-    "Loading",
-    "Completed",
-    "Failed",
-)
-PHASES = (PENDING, DEPLOYING, READY, LOADING, COMPLETED, FAILED)
-
-HISTORY_LIMIT = 10
-
-
-# --- conditions ------------------------------------------------------------------------------
-
-
-def find_condition(
-    conditions: Sequence[Mapping[str, Any]] | None, type_: str
-) -> dict[str, Any] | None:
-    """The condition of ``type_``, or None."""
-    for condition in conditions or ():
-        if condition.get("type") == type_:
-            return dict(condition)
-    return None
-
-
-def set_condition(
-    conditions: Sequence[Mapping[str, Any]] | None,
-    type_: str,
-    status: str,
-    reason: str,
-    message: str,
-    *,
-    generation: int,
-    now: str,
-) -> list[dict[str, Any]]:
-    """Return ``conditions`` with ``type_`` set; its transition time moves only on a new status."""
-    if status not in {"True", "False", "Unknown"}:
-        raise ValueError(f"condition status must be True, False or Unknown, got {status!r}")
-    previous = find_condition(conditions, type_)
-    transition = now
-    if previous is not None and previous.get("status") == status:
-        transition = previous.get("lastTransitionTime") or now
-    updated = {
-        "type": type_,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": transition,
-        "observedGeneration": generation,
-    }
-    result = [dict(c) for c in conditions or () if c.get("type") != type_]
-    result.append(updated)
-    order = {t: i for i, t in enumerate((SPEC_VALID, AVAILABLE, LOAD_COMPLETE, SLO_MET))}
-    return sorted(result, key=lambda c: order.get(str(c.get("type")), len(order)))
-
-
-def slo_condition(last_run: Mapping[str, Any]) -> tuple[str, str, str]:
-    """(status, reason, message) of SLOMet for a finished run."""
-    verdict = last_run.get("verdict")
-    latency = last_run.get("latencyMillis") or {}
-    p99, slo = latency.get("p99"), last_run.get("sloP99Millis")
-    if verdict == "OK":
-        return "True", "WithinSLO", f"p99 {p99} ms is within the SLO of {slo} ms"
-    if verdict == "Crashed":
-        return (
-            "False",
-            "LatencyAboveSLO",
-            (
-                f"p99 {p99} ms is past the SLO of {slo} ms: the clients outnumber what the fleet "
-                "serves at once, so requests queue"
-            ),
-        )
-    errors = (last_run.get("errors") or {}).get("total")
-    return "False", "Errors", f"{errors} of {last_run.get('requests')} requests failed"
-
-
-# --- history -----------------------------------------------------------------------------------
-
-
-def history_row(lab: NodeLab, last_run: Mapping[str, Any]) -> dict[str, Any]:
-    """One short row of ``status.history`` for a finished run of ``lab``'s current spec."""
-    latency = last_run.get("latencyMillis") or {}
-    row: dict[str, Any] = {
-        "generation": int(last_run.get("generation") or lab.generation),
-        "finishedAt": last_run.get("finishedAt") or "",
-        "replicas": lab.spec.node.replicas,
-        "workers": lab.spec.node.workers,
-        "concurrency": int(last_run.get("concurrency") or lab.spec.load.concurrency),
-        "p50Millis": latency.get("p50"),
-        "p99Millis": latency.get("p99"),
-        "rps": last_run.get("rps"),
-        "verdict": last_run.get("verdict"),
-    }
-    if last_run.get("breakingConcurrency") is not None:
-        row["breakingConcurrency"] = int(last_run["breakingConcurrency"])
-    # The CRD types these fields; a missing number is left out rather than written as null.
-    return {key: value for key, value in row.items() if value is not None}
-
-
-def merge_history(
-    history: Sequence[Mapping[str, Any]] | None, row: Mapping[str, Any], limit: int = HISTORY_LIMIT
-) -> list[dict[str, Any]]:
-    """Put ``row`` in ``history``: one row per generation (replaced, not repeated), newest last."""
-    rows = [dict(r) for r in history or () if r.get("generation") != row.get("generation")]
-    rows.append(dict(row))
-    rows.sort(key=lambda r: int(r.get("generation") or 0))
-    return rows[-limit:]
-
-
-# --- the Deployment and its pods -------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -277,9 +140,6 @@ def diagnose_deployment(deployment: Mapping[str, Any] | None) -> Diagnosis | Non
     return None
 
 
-# --- the load Job ----------------------------------------------------------------------------
-
-
 @dataclass(frozen=True)
 class JobState:
     """Where a load Job is: Running, Succeeded or Failed (with why)."""
@@ -334,29 +194,3 @@ def _failed(job: Mapping[str, Any], name: str, reason: str, detail: str, at: Any
             f"see `kubectl logs job/{name}`"
         )
     return JobState("Failed", reason, message, str(at) if at else None)
-
-
-# --- the capacity model --------------------------------------------------------------------------
-
-
-def prediction(lab: NodeLab, last_run: Mapping[str, Any]) -> dict[str, Any] | None:
-    """``status.prediction`` from the calibration of ``last_run``, or None without one."""
-    calibration = last_run.get("calibration") or {}
-    service_ms = calibration.get("serviceMillis")
-    if not service_ms or float(service_ms) <= 0:
-        return None
-    node, load = lab.spec.node, lab.spec.load
-    service = float(service_ms)
-    # The node's ioMillis is waiting, not computing; with none, all the service time is CPU.
-    cpu_ms = service if node.io_millis == 0 else max(service - node.io_millis, 0.0)
-    cores = node.replicas * node.pod_cpu_millicores / 1000
-    result = capacity.predict(
-        service_ms=service,
-        cpu_ms=cpu_ms,
-        workers=node.workers,
-        replicas=node.replicas,
-        concurrency=load.concurrency,
-        cores=cores,
-    ).to_status()
-    result["generation"] = lab.generation
-    return result
