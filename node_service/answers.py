@@ -22,14 +22,20 @@ from node_service.store import KEY_PATTERN
 
 __all__ = [
     "RESPONSES",
+    "FaultFailed",
+    "FaultSchedule",
+    "FaultState",
     "FieldError",
     "Health",
     "Invalid",
     "NotFound",
+    "Overloaded",
+    "RateLimited",
     "Refused",
     "StoreFull",
     "Stored",
     "TooLarge",
+    "Unauthorized",
     "Value",
     "WorkDone",
     "data_item_schema",
@@ -140,7 +146,64 @@ class WorkDone(_Answer):
     io_millis: int
     service_millis: float
     queue_millis: float
+    fault_millis: int
     result: int
+
+
+class Overloaded(_Answer):
+    """503: the worker's queue is full (``--max-queue``); retry after ``Retry-After`` s."""
+
+    error: Literal["overloaded"]
+    limit: Literal["maxQueue"]
+    maximum: int = Field(alias="max")
+    retry_after_seconds: int
+
+
+class RateLimited(_Answer):
+    """429: the worker's token bucket is empty (``--rate-limit``); a token in
+    ``retryAfterSeconds`` (``Retry-After``: that, rounded up)."""
+
+    error: Literal["rate limited"]
+    limit: Literal["rateLimit"]
+    rate: float
+    burst: int
+    retry_after_seconds: float
+
+
+class FaultFailed(_Answer):
+    """500 or 503 during a fault window of mode ``fail``: the simulated dependency is gone."""
+
+    error: Literal["dependency failed"]
+    fault: Literal["fail"]
+
+
+class FaultState(BaseModel):
+    """The node's fault window as seen when answering (seconds relative to ``now``)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+    mode: Literal["slow", "fail"]
+    extra_millis: int | SkipJsonSchema[None] = None
+    status: Literal[500, 503] | SkipJsonSchema[None] = None
+    state: Literal["scheduled", "active", "over"]
+    starts_at: str
+    ends_at: str
+    duration_seconds: float
+    starts_in_seconds: float
+    ends_in_seconds: float
+
+
+class FaultSchedule(_Answer):
+    """``GET``/``POST /fault``: the node's window (null before any was posted)."""
+
+    fault: FaultState | None
+    now: str
+
+
+class Unauthorized(_Answer):
+    """401 (no bearer token) or 403 (the wrong one) from ``/fault``."""
+
+    error: str
 
 
 def key_schema(settings: NodeSettings) -> dict[str, Any]:
@@ -170,7 +233,8 @@ def data_item_schema(settings: NodeSettings) -> dict[str, Any]:
     }
 
 
-def _json(model: type[BaseModel], description: str) -> dict[str, Any]:
+def _json(model: object, description: str) -> dict[str, Any]:
+    # ``model`` is a model class or a union of them.
     return {"model": model, "description": description}
 
 
@@ -216,6 +280,22 @@ RESPONSES: dict[str, dict[int | str, dict[str, Any]]] = {
     "work": {
         200: _json(WorkDone, "The work was done."),
         422: _json(Invalid, "A query parameter is out of bounds or not an integer."),
+        429: _json(RateLimited, "The worker's rate limit is spent (--rate-limit)."),
+        500: _json(FaultFailed, "A fault window of mode fail with status 500."),
+        503: {
+            **_json(
+                Overloaded | FaultFailed,
+                "The worker's queue is full (--max-queue), a fault window of mode fail with "
+                "status 503, or (text/plain) the worker serves as many connections as it takes.",
+            ),
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        },
+    },
+    "fault": {
+        200: _json(FaultSchedule, "The node's fault window."),
+        401: _json(Unauthorized, "No Authorization: Bearer token."),
+        403: _json(Unauthorized, "The wrong token."),
+        422: _json(Invalid, "The body is not a fault window (field names the wrong one)."),
     },
 }
 

@@ -1,4 +1,5 @@
-"""The FastAPI part of the node: ``/data``, ``/work`` and ``/metrics``, and uniform JSON errors.
+"""The FastAPI part of the node: ``/data``, ``/work``, ``/metrics`` and (with a fault token)
+``/fault``, and uniform JSON errors.
 
 Every error body is ``{"error": ..., "field": ...}`` (plus the limit's figures where one was hit)
 and names the node and worker pid that answered, because with several workers "which process said
@@ -9,6 +10,7 @@ that" is the first question.
 # (locals of build_api), and FastAPI can only read annotations evaluated where they are written.
 import contextlib
 import json
+import math
 from collections.abc import AsyncIterator, Sequence
 from typing import Annotated, Any
 
@@ -20,9 +22,11 @@ from starlette.convertors import Convertor, register_url_convertor
 from starlette.exceptions import HTTPException
 
 from node_service.answers import RESPONSES, data_item_schema, install_openapi, key_schema
+from node_service.fault import FaultInvalid, authorize, fault_body_schema, parse_fault, stamp
 from node_service.metrics import CONTENT_TYPE_LATEST
 from node_service.state import WorkerState
 from node_service.store import StoreError, encode_value
+from node_service.work import QueueFull
 
 __all__ = ["DataItem", "build_api"]
 
@@ -176,6 +180,19 @@ def build_api(state: WorkerState) -> FastAPI:
         answer = b'%s,"value":%s,%s' % (head.encode(), store.get(key), tail.encode())
         return Response(answer, media_type="application/json")
 
+    protection = settings.protection
+    shed_headers = {"Retry-After": str(protection.retry_after_seconds)}
+    slowed = state.metrics.fault_affected.labels("slow")
+    failed = state.metrics.fault_affected.labels("fail")
+
+    def slow_millis() -> int:
+        # Asked when service starts: a dependency is slow for the requests that call it then.
+        window = state.faults.active(state.clock())
+        if window is None or window.mode != "slow":
+            return 0
+        slowed.inc()
+        return window.extra_millis
+
     @api.get("/work", operation_id="work", response_model=None, responses=RESPONSES["work"])
     async def work(
         load_factor: Annotated[
@@ -185,8 +202,45 @@ def build_api(state: WorkerState) -> FastAPI:
             int, Query(alias="ioMillis", ge=0, le=settings.max_io_millis)
         ] = settings.io_millis,
     ) -> JSONResponse:
-        """Compute fib(loadFactor) and wait ioMillis, when one of the node's workers is free."""
-        done = await state.work.run(load_factor, io_millis)
+        """Compute fib(loadFactor) and wait ioMillis, when one of the node's workers is free.
+
+        Refused at once, cheapest check first: 429 past the rate limit, 500/503 in a fault
+        window of mode fail, 503 when this worker's queue is full.
+        """
+        if state.bucket is not None:
+            wait = state.bucket.take()
+            if wait:
+                state.metrics.rate_limited.inc()
+                limited = {
+                    "error": "rate limited",
+                    "limit": "rateLimit",
+                    "rate": protection.rate_limit,
+                    "burst": state.bucket.burst,
+                    "retryAfterSeconds": round(wait, 3),
+                }
+                return JSONResponse(
+                    {**limited, **state.identity()},
+                    status_code=429,
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
+        window = state.faults.active(state.clock())
+        if window is not None and window.mode == "fail":
+            failed.inc()
+            gone = {"error": "dependency failed", "fault": "fail", **state.identity()}
+            return JSONResponse(gone, status_code=window.status)
+        try:
+            done = await state.work.run(load_factor, io_millis, slow_millis)
+        except QueueFull as exc:
+            state.metrics.shed.inc()
+            overloaded = {
+                "error": "overloaded",
+                "limit": "maxQueue",
+                "max": exc.max_queue,
+                "retryAfterSeconds": protection.retry_after_seconds,
+            }
+            return JSONResponse(
+                {**overloaded, **state.identity()}, status_code=503, headers=shed_headers
+            )
         state.metrics.work_service.observe(done.service_millis / 1000)
         state.metrics.work_queue.observe(done.queue_millis / 1000)
         body = {
@@ -195,9 +249,13 @@ def build_api(state: WorkerState) -> FastAPI:
             "ioMillis": done.io_millis,
             "serviceMillis": done.service_millis,
             "queueMillis": done.queue_millis,
+            "faultMillis": done.fault_millis,
             "result": done.result,
         }
         return JSONResponse(body)
+
+    if state.fault_token is not None:
+        _fault_routes(api, state, state.fault_token)
 
     @api.get(
         "/metrics",
@@ -210,3 +268,59 @@ def build_api(state: WorkerState) -> FastAPI:
         return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return api
+
+
+def _fault_routes(api: FastAPI, state: WorkerState, token: str) -> None:
+    """``GET`` and ``POST /fault``: only on a node started with a fault token."""
+
+    def refused(request: Request) -> JSONResponse | None:
+        status = authorize(request.headers.get("authorization"), token)
+        if status == 200:
+            return None
+        if status == 401:
+            body = {"error": "needs Authorization: Bearer <fault token>", **state.identity()}
+            headers = {"WWW-Authenticate": 'Bearer realm="nodelab-fault"'}
+            return JSONResponse(body, status_code=401, headers=headers)
+        body = {"error": "wrong fault token", **state.identity()}
+        return JSONResponse(body, status_code=403)
+
+    def schedule() -> JSONResponse:
+        now = state.clock()
+        window = state.faults.current()
+        body = {
+            "fault": None if window is None else window.to_json(now),
+            "now": stamp(now),
+            **state.identity(),
+        }
+        return JSONResponse(body)
+
+    @api.get("/fault", operation_id="get_fault", response_model=None, responses=RESPONSES["fault"])
+    async def get_fault(request: Request) -> JSONResponse:
+        """The node's fault window: scheduled, active or over (null if none was posted)."""
+        denied = refused(request)
+        return schedule() if denied is None else denied
+
+    @api.post(
+        "/fault",
+        operation_id="put_fault",
+        response_model=None,
+        responses=RESPONSES["fault"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": fault_body_schema()}},
+            }
+        },
+    )
+    async def put_fault(request: Request) -> JSONResponse:
+        """Schedule the node's fault window (replacing any earlier one) for all its workers."""
+        # Authenticated before the body is read: a stranger's body is never parsed.
+        denied = refused(request)
+        if denied is not None:
+            return denied
+        try:
+            window = parse_fault(await request.body(), state.clock())
+        except FaultInvalid as exc:
+            return _invalid(exc.errors, state.identity())
+        state.faults.publish(window)
+        return schedule()

@@ -8,6 +8,7 @@ import signal
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 
+from node_service.fault import FAULT_BOARD_ENV
 from node_service.permits import PERMITS_ENV, PermitDesk
 from node_service.scratch import OwnedDir
 from node_service.settings import NodeSettings, parse_settings, settings_to_env
@@ -73,6 +74,12 @@ def serve(settings: NodeSettings) -> int:
         desk = PermitDesk(os.path.join(permits_dir.path, "desk.sock"), settings.workers)
         desk.start()
         env[PERMITS_ENV] = desk.path
+    # A POST /fault lands in one worker; its window reaches the others through a file here
+    # (node_service.fault). Every worker reads it, so it lives as long as the node does.
+    fault_dir: OwnedDir | None = None
+    if settings.fault_token_file is not None:
+        fault_dir = OwnedDir("nodelab-fault-")
+        env[FAULT_BOARD_ENV] = os.path.join(fault_dir.path, "window.json")
     try:
         with _environ(env), _stop_signals_end_cleanly():
             uvicorn.run(
@@ -98,6 +105,8 @@ def serve(settings: NodeSettings) -> int:
             permits_dir.remove()
         if metrics_dir is not None:
             metrics_dir.remove()
+        if fault_dir is not None:
+            fault_dir.remove()
     return 0
 
 

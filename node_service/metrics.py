@@ -1,4 +1,5 @@
-"""Prometheus metrics of a node: requests by path and status, latency, in-flight, work, store.
+"""Prometheus metrics of a node: requests by path and status, latency, in-flight, work, store,
+and the /work refused or harmed by the node's protections and fault window.
 
 With several uvicorn workers the CLI sets ``PROMETHEUS_MULTIPROC_DIR`` (a private temporary
 directory) before any worker imports ``prometheus_client``; each worker then writes its figures to
@@ -30,7 +31,9 @@ _LATENCY_BUCKETS = (
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
 )  # fmt: skip
 
-_KNOWN_PATHS = frozenset({"/health", "/data", "/work", "/metrics", "/docs", "/openapi.json"})
+_KNOWN_PATHS = frozenset(
+    {"/health", "/data", "/work", "/metrics", "/fault", "/docs", "/openapi.json"}
+)
 
 
 def route_label(path: str) -> str:
@@ -91,6 +94,24 @@ class NodeMetrics:
             registry=self.registry,
             multiprocess_mode="livesum",
         )
+        self.shed = Counter(
+            "nodelab_work_shed",
+            "/work answered 503 at once because the worker's queue was full (--max-queue).",
+            registry=self.registry,
+        )
+        self.rate_limited = Counter(
+            "nodelab_work_rate_limited",
+            "/work answered 429 because the worker's token bucket was empty (--rate-limit).",
+            registry=self.registry,
+        )
+        self.fault_affected = Counter(
+            "nodelab_work_fault_affected",
+            "/work slowed or failed by the fault window (POST /fault), by mode.",
+            ["mode"],
+            registry=self.registry,
+        )
+        for mode in ("slow", "fail"):  # both series from the start, 0 until a window bites
+            self.fault_affected.labels(mode)
         # labels() takes a lock and builds a tuple per call; the hot path looks children up here.
         self._request_children: dict[tuple[str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}

@@ -10,6 +10,7 @@ Other components start a node with the flags :func:`node_argv` writes from the s
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -21,11 +22,13 @@ __all__ = [
     "LOAD_FACTOR_MAX",
     "ConnectionLimits",
     "NodeSettings",
+    "Protection",
     "StoreLimits",
     "build_parser",
     "env_var",
     "node_argv",
     "parse_settings",
+    "read_fault_token",
     "settings_from_env",
     "settings_to_env",
 ]
@@ -35,6 +38,7 @@ LOAD_FACTOR_MAX = 40
 IO_MILLIS_MAX = 60_000
 WORKERS_MAX = 256
 STARTED_AT_ENV = "NODELAB_STARTED_AT"
+FAULT_TOKEN_MAX = 4096
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,24 @@ class ConnectionLimits:
 
 
 @dataclass(frozen=True)
+class Protection:
+    """How one worker refuses /work it should not take: a bounded queue and a rate limit.
+
+    Zero turns a bound off (the default): the node then queues and serves whatever comes.
+    """
+
+    max_queue: int = 0
+    retry_after_seconds: int = 1
+    rate_limit: float = 0.0
+    rate_burst: int = 0
+
+    @property
+    def burst(self) -> int:
+        """The token bucket's size: ``rate_burst``, or one second's worth of ``rate_limit``."""
+        return self.rate_burst or max(1, math.ceil(self.rate_limit))
+
+
+@dataclass(frozen=True)
 class NodeSettings:
     """Everything a node process needs, fixed at start-up."""
 
@@ -83,6 +105,10 @@ class NodeSettings:
     max_io_millis: int = IO_MILLIS_MAX
     limits: StoreLimits = field(default_factory=StoreLimits)
     connections: ConnectionLimits = field(default_factory=ConnectionLimits)
+    protection: Protection = field(default_factory=Protection)
+    # The file holding the token of POST /fault (None: no such endpoint). The path, not the
+    # token, so that the secret is in neither a repr nor the environment the workers inherit.
+    fault_token_file: str | None = None
     # Wall-clock start of the node, not the worker: uptime is the node's, whichever worker answers.
     started_at: float = field(default_factory=time.time)
 
@@ -99,6 +125,42 @@ def _bounded_int(low: int, high: int) -> Callable[[str], int]:
 
     convert.__name__ = "int"
     return convert
+
+
+def _bounded_float(low: float, high: float) -> Callable[[str], float]:
+    def convert(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if not low <= value <= high:  # also refuses nan
+            raise argparse.ArgumentTypeError(f"{value:g} is outside {low:g}..{high:g}")
+        return value
+
+    convert.__name__ = "float"
+    return convert
+
+
+def _token_file(text: str) -> str | None:
+    """A readable file holding a non-empty token, or None for an empty value (no token)."""
+    if not text:
+        return None
+    try:
+        with open(text, encoding="utf-8") as handle:
+            token = handle.read(FAULT_TOKEN_MAX + 1).strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {text!r}: {exc}") from None
+    if not token:
+        raise argparse.ArgumentTypeError(f"{text!r} holds no token")
+    if len(token) > FAULT_TOKEN_MAX:
+        raise argparse.ArgumentTypeError(f"the token in {text!r} is over {FAULT_TOKEN_MAX} chars")
+    return text
+
+
+def read_fault_token(path: str) -> str:
+    """The token in ``path`` (surrounding whitespace dropped: Secrets often end in a newline)."""
+    with open(path, encoding="utf-8") as handle:
+        return handle.read(FAULT_TOKEN_MAX + 1).strip()
 
 
 def _non_empty(limit: int) -> Callable[[str], str]:
@@ -132,7 +194,8 @@ class _Option:
     convert: Callable[[str], Any]
     default: str  # as the environment would spell it
     help: str
-    group: str | None = None  # "limits" (StoreLimits) or "connections" (ConnectionLimits)
+    # "limits" (StoreLimits), "connections" (ConnectionLimits) or "protection" (Protection)
+    group: str | None = None
 
     @property
     def switch(self) -> bool:
@@ -143,7 +206,7 @@ class _Option:
         """``value`` as the environment spells it."""
         if self.switch:
             return "1" if value else "0"
-        return str(value)
+        return "" if value is None else str(value)
 
     def argv(self, value: object) -> list[str]:
         """``value`` as flags."""
@@ -290,6 +353,50 @@ _OPTIONS: tuple[_Option, ...] = (
         "limits",
     ),
     _Option(
+        "max_queue",
+        "--max-queue",
+        "NODELAB_MAX_QUEUE",
+        _bounded_int(0, 1_000_000),
+        "0",
+        "/work requests one worker lets wait for a free worker; past it 503 (0: unbounded)",
+        "protection",
+    ),
+    _Option(
+        "retry_after_seconds",
+        "--retry-after-seconds",
+        "NODELAB_RETRY_AFTER_SECONDS",
+        _bounded_int(0, 3600),
+        "1",
+        "Retry-After of a /work refused because the queue is full",
+        "protection",
+    ),
+    _Option(
+        "rate_limit",
+        "--rate-limit",
+        "NODELAB_RATE_LIMIT",
+        _bounded_float(0, 1_000_000),
+        "0",
+        "/work requests per second one worker takes; past it 429 (0: no limit)",
+        "protection",
+    ),
+    _Option(
+        "rate_burst",
+        "--rate-burst",
+        "NODELAB_RATE_BURST",
+        _bounded_int(0, 1_000_000),
+        "0",
+        "/work requests one worker takes at once above --rate-limit (0: one second's worth)",
+        "protection",
+    ),
+    _Option(
+        "fault_token_file",
+        "--fault-token-file",
+        "NODELAB_FAULT_TOKEN_FILE",
+        _token_file,
+        "",
+        "file with the bearer token of POST /fault (unset: no /fault endpoint)",
+    ),
+    _Option(
         "access_log",
         "--access-log",
         "NODELAB_ACCESS_LOG",
@@ -298,9 +405,10 @@ _OPTIONS: tuple[_Option, ...] = (
         "log every request (it costs throughput)",
     ),
 )
-_GROUPS: dict[str, type[StoreLimits | ConnectionLimits]] = {
+_GROUPS: dict[str, type[StoreLimits | ConnectionLimits | Protection]] = {
     "limits": StoreLimits,
     "connections": ConnectionLimits,
+    "protection": Protection,
 }
 # A value above its bound is refused naming both flags: (value field, bound field).
 _BOUNDED_BY = (("load_factor", "max_load_factor"), ("io_millis", "max_io_millis"))
@@ -366,6 +474,8 @@ def parse_settings(argv: Sequence[str], environ: Mapping[str, str] | None = None
                 f"argument {_option(name).flag}: {values[name]} is above "
                 f"{_option(bound_name).flag} {values[bound_name]}"
             )
+    if values["rate_burst"] and not values["rate_limit"]:
+        parser.error("argument --rate-burst: a burst needs --rate-limit")
     fields: dict[str, Any] = {o.field: values[o.field] for o in _OPTIONS if o.group is None}
     for group, limits in _GROUPS.items():
         fields[group] = limits(**{o.field: values[o.field] for o in _OPTIONS if o.group == group})
@@ -385,11 +495,12 @@ def settings_to_env(settings: NodeSettings) -> dict[str, str]:
     return env
 
 
-def node_argv(**fields: str | int | bool) -> list[str]:
+def node_argv(**fields: str | int | float | bool) -> list[str]:
     """``nodelab node`` flags that set the given fields, in the parser's order.
 
     Keys are :class:`NodeSettings` fields (``host``, ``port``, ``node_id``, ``workers``, ...)
-    or those of its ``limits`` and ``connections`` (``max_keys``, ``header_timeout``, ...);
+    or those of its ``limits``, ``connections`` and ``protection`` (``max_keys``,
+    ``header_timeout``, ``max_queue``, ...);
     fields not given are left to the node's environment and defaults. ``parse_settings``
     inverts it: ``node_argv(workers=2)`` is ``["--workers", "2"]``.
     """

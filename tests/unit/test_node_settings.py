@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields as fields_of
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from node_service import cli
 from node_service.settings import (
     ConnectionLimits,
     NodeSettings,
+    Protection,
     StoreLimits,
     env_var,
     node_argv,
@@ -72,28 +74,64 @@ def test_node_argv_renders_only_the_fields_given_in_the_parsers_order() -> None:
     assert node_argv() == []
 
 
-def test_node_argv_is_inverted_by_the_parser() -> None:
+def test_node_argv_is_inverted_by_the_parser(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("s3cret\n")
     fields: dict[str, Any] = {
         "host": "0.0.0.0", "port": 7000, "node_id": "n-2", "workers": 3, "load_factor": 25,
         "io_millis": 5, "access_log": True, "graceful_timeout": 7, "max_load_factor": 30,
-        "max_io_millis": 9,
+        "max_io_millis": 9, "fault_token_file": str(token),
     }  # fmt: skip
     limits = {"max_key_length": 8, "max_value_bytes": 32, "max_keys": 2, "max_store_bytes": 99}
     connections = {
         "header_timeout": 3, "body_timeout": 4, "keep_alive_timeout": 6, "max_connections": 8,
         "max_header_bytes": 2048,
     }  # fmt: skip
-    every = {
-        f.name for cls in (NodeSettings, StoreLimits, ConnectionLimits) for f in fields_of(cls)
+    protection: dict[str, Any] = {
+        "max_queue": 4, "retry_after_seconds": 2, "rate_limit": 2.5, "rate_burst": 3,
+    }  # fmt: skip
+    groups = (NodeSettings, StoreLimits, ConnectionLimits, Protection)
+    every = {f.name for cls in groups for f in fields_of(cls)}
+    assert {*fields, *limits, *connections, *protection} == every - {
+        "limits",
+        "connections",
+        "protection",
+        "started_at",
     }
-    assert {*fields, *limits, *connections} == every - {"limits", "connections", "started_at"}
-    settings = parse_settings(node_argv(**fields, **limits, **connections), environ={})
+    argv = node_argv(**fields, **limits, **connections, **protection)
+    settings = parse_settings(argv, environ={})
     assert settings == NodeSettings(
         **fields,
         limits=StoreLimits(**limits),
         connections=ConnectionLimits(**connections),
+        protection=Protection(**protection),
         started_at=settings.started_at,
     )
+    assert settings_from_env(settings_to_env(settings)) == settings
+
+
+def test_protection_and_fault_are_off_by_default() -> None:
+    settings = parse_settings([], environ={})
+    assert settings.protection == Protection(0, 1, 0.0, 0)
+    assert settings.fault_token_file is None
+    assert settings_from_env(settings_to_env(settings)) == settings
+
+
+def test_burst_defaults_to_one_seconds_worth_of_the_rate() -> None:
+    assert parse_settings(["--rate-limit", "7.5"], environ={}).protection.burst == 8
+    assert parse_settings(["--rate-limit", "0.2"], environ={}).protection.burst == 1
+    argv = ["--rate-limit", "7.5", "--rate-burst", "2"]
+    assert parse_settings(argv, environ={}).protection.burst == 2
+
+
+def test_the_fault_token_file_comes_from_the_environment_too(tmp_path: Path) -> None:
+    token = tmp_path / "token"
+    token.write_text("tok-9f2c")
+    settings = parse_settings([], environ={env_var("fault_token_file"): str(token)})
+    assert settings.fault_token_file == str(token)
+    assert env_var("fault_token_file") == "NODELAB_FAULT_TOKEN_FILE"
+    # The path travels to the workers, never the token.
+    assert not any("tok-9f2c" in value for value in settings_to_env(settings).values())
 
 
 def test_node_argv_refuses_what_the_node_has_no_flag_for() -> None:
@@ -133,6 +171,12 @@ def test_connection_defaults_bound_a_slow_client() -> None:
         (["--max-load-factor", "41"], "--max-load-factor"),
         (["--load-factor", "20", "--max-load-factor", "10"], "--load-factor"),
         (["--io-millis", "20", "--max-io-millis", "10"], "--io-millis"),
+        (["--max-queue", "-1"], "--max-queue"),
+        (["--retry-after-seconds", "3601"], "--retry-after-seconds"),
+        (["--rate-limit", "nan"], "--rate-limit"),
+        (["--rate-limit", "-1"], "--rate-limit"),
+        (["--rate-burst", "5"], "--rate-burst"),  # a burst without a rate
+        (["--fault-token-file", "/nonexistent/token"], "--fault-token-file"),
         (["--no-such-flag"], "--no-such-flag"),
     ],
 )
@@ -143,6 +187,15 @@ def test_bad_flags_exit_2_naming_the_flag(
         parse_settings(argv, environ={})
     assert info.value.code == 2
     assert flag in capsys.readouterr().err
+
+
+def test_an_empty_token_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = tmp_path / "token"
+    empty.write_text("  \n")
+    with pytest.raises(SystemExit) as info:
+        parse_settings(["--fault-token-file", str(empty)], environ={})
+    assert info.value.code == 2
+    assert "--fault-token-file" in capsys.readouterr().err
 
 
 def test_bad_environment_names_flag_and_variable(capsys: pytest.CaptureFixture[str]) -> None:
