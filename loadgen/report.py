@@ -94,7 +94,8 @@ def sweep_entry(concurrency: int, result: RunResult, slo_p99_ms: float) -> dict[
 
 
 def calibration_entry(result: RunResult) -> dict[str, Any]:
-    """``calibration``: mean latency and mean server-side service time of sequential requests.
+    """``calibration``: median latency and median server-side service time of sequential
+    requests (the median: one cold or preempted request does not move it).
 
     Sequential requests never queue, so their latency is the service time plus the network
     and framework overhead; ``serviceMillis`` is null when the answers do not carry it.
@@ -103,8 +104,8 @@ def calibration_entry(result: RunResult) -> dict[str, Any]:
     service = summarize(result.stats.service)
     return {
         "requests": result.stats.requests,
-        "serviceMillis": service.mean if service else None,
-        "latencyMillis": latency.mean if latency else None,
+        "serviceMillis": service.p50 if service else None,
+        "latencyMillis": latency.p50 if latency else None,
     }
 
 

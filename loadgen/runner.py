@@ -15,7 +15,7 @@ from loadgen import processes, report, session, targets
 from loadgen.plan import LoadPlan
 from loadgen.stats import RunResult
 
-__all__ = ["ProgressSink", "effective_plan", "run", "run_one_level"]
+__all__ = ["ProgressSink", "calibrate", "effective_plan", "run", "run_one_level"]
 
 
 class ProgressSink(Protocol):
@@ -52,6 +52,24 @@ def run_one_level(plan: LoadPlan, progress: ProgressSink | None = None) -> RunRe
             progress.end()
 
 
+def calibrate(plan: LoadPlan) -> dict[str, Any] | None:
+    """The report's ``calibration``: ``plan.calibrate`` requests one after another, alone on
+    the targets (as given: :func:`run` resolves them first); None when the plan asks for none."""
+    if not plan.calibrate:
+        return None
+    calibration_plan = replace(
+        plan,
+        concurrency=1,
+        processes=1,
+        requests=plan.calibrate,
+        duration_s=None,
+        rate=None,
+        sweep=None,
+        deadline_s=None,
+    )
+    return report.calibration_entry(run_one_level(calibration_plan))
+
+
 def run(plan: LoadPlan, *, progress: ProgressSink | None = None) -> dict[str, Any]:
     """Run ``plan`` and return its report (the JSON of docs/contracts.md, as a dict).
 
@@ -60,19 +78,7 @@ def run(plan: LoadPlan, *, progress: ProgressSink | None = None) -> dict[str, An
     """
     started_at = datetime.now(UTC)
     plan = effective_plan(plan)
-    calibration = None
-    if plan.calibrate:
-        calibration_plan = replace(
-            plan,
-            concurrency=1,
-            processes=1,
-            requests=plan.calibrate,
-            duration_s=None,
-            rate=None,
-            sweep=None,
-            deadline_s=None,
-        )
-        calibration = report.calibration_entry(run_one_level(calibration_plan))
+    calibration = calibrate(plan)
     if plan.sweep is None:
         result = run_one_level(plan, progress)
         return report.build_report(plan, result, started_at=started_at, calibration=calibration)
