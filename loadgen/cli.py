@@ -296,14 +296,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from rich.console import Console
 
-    from loadgen import render, reporter, runner
+    from loadgen import reporter, runner
     from loadgen.processes import WorkerError
+    from loadgen.progress import RichProgress
+    from loadgen.tables import report_tables
 
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     errors = Console(stderr=True)
     progress = None
     if not options.quiet and sys.stderr.isatty():
-        progress = render.RichProgress(errors)
+        progress = RichProgress(errors)
     try:
         report = runner.run(plan, progress=progress)
     except WorkerError as exc:
@@ -315,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not options.quiet:
         # With the JSON on stdout, the tables go to stderr so stdout stays parseable.
         console = errors if options.json_path == "-" else Console()
-        console.print(render.report_tables(report))
+        console.print(report_tables(report))
     if options.json_path is not None:
         try:
             _write_json(report, options.json_path)

@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 import aiohttp
 
 from loadgen import schedule
+from loadgen.accumulators import NodeStats, RunResult, RunStats
 from loadgen.health import TargetHealth
 from loadgen.plan import LoadPlan
-from loadgen.stats import NodeStats, RunResult, RunStats
 
 __all__ = ["ProgressCallback", "classify_error", "run_plan"]
 

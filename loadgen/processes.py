@@ -17,10 +17,10 @@ from multiprocessing import connection
 from multiprocessing.connection import Connection
 from typing import Any
 
-from loadgen import schedule
+from loadgen import schedule, wire
+from loadgen.accumulators import RunResult, merge_results
 from loadgen.engine import ProgressCallback
 from loadgen.plan import LoadPlan
-from loadgen.stats import RunResult, merge_results
 
 __all__ = ["WorkerError", "run_in_processes", "shard_plans"]
 
@@ -59,7 +59,7 @@ def _worker_main(
     try:
         barrier.wait(STARTUP_TIMEOUT_S)
         result = run_sync(lambda: run_level(plan, shard=shard, on_progress=on_progress))
-        conn.send({"result": result.to_wire()})
+        conn.send({"result": wire.result_to_wire(result)})
     except BaseException:
         conn.send({"error": traceback.format_exc()})
     finally:
@@ -122,7 +122,7 @@ def _collect(
         answer = answers[index]
         if "error" in answer:
             raise WorkerError(f"worker {index} failed:\n{answer['error']}")
-        results.append(RunResult.from_wire(answer["result"]))
+        results.append(wire.result_from_wire(answer["result"]))
     return results
 
 

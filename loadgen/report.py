@@ -5,21 +5,16 @@ The report is camelCase JSON because it is stored verbatim as ``status.lastRun``
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from loadgen.accumulators import RunResult
+from loadgen.histogram import LatencySummary, encode_histogram, summarize
 from loadgen.plan import LoadPlan
-from loadgen.stats import (
-    LatencySummary,
-    RunResult,
-    down_rows,
-    encode_histogram,
-    node_rows,
-    rate_per_second,
-    summarize,
-)
+from loadgen.rows import down_rows, node_rows
 from loadgen.timestamps import rfc3339
 
 __all__ = [
@@ -28,6 +23,7 @@ __all__ = [
     "VERDICTS",
     "build_report",
     "calibration_entry",
+    "rate_per_second",
     "sweep_entry",
     "verdict",
 ]
@@ -49,6 +45,13 @@ def verdict(p99_ms: float | None, errors: int, requests: int, slo_p99_ms: float)
     if requests == 0 or p99_ms is None or errors / requests > ERROR_RATIO_LIMIT:
         return "Errors"
     return "OK"
+
+
+def rate_per_second(count: int, duration_s: float) -> float:
+    """``count / duration_s`` rounded to 2 decimals; 0 for an empty or instant run."""
+    if duration_s <= 0 or not math.isfinite(duration_s):
+        return 0.0
+    return round(count / duration_s, 2)
 
 
 def _number(value: float) -> int | float:

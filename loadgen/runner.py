@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from loadgen import processes, report, session, targets
+from loadgen.accumulators import RunResult
 from loadgen.plan import LoadPlan
-from loadgen.stats import RunResult
 
 __all__ = ["ProgressSink", "calibrate", "effective_plan", "run", "run_one_level"]
 

@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import aiohttp
 
+from loadgen.accumulators import RunResult
 from loadgen.engine import ProgressCallback, run_plan
 from loadgen.plan import LoadPlan
-from loadgen.stats import RunResult
 
 __all__ = ["open_session", "run_level", "run_sync"]
 

@@ -14,11 +14,12 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from loadgen.accumulators import RunResult
 from loadgen.engine import ProgressCallback, classify_error, run_plan
 from loadgen.health import BACKOFF_BASE_S, DownTarget
+from loadgen.histogram import summarize
 from loadgen.plan import LoadPlan
 from loadgen.session import open_session
-from loadgen.stats import RunResult, summarize
 from tests.support.processes import free_port
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

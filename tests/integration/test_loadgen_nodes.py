@@ -20,10 +20,10 @@ import jsonschema
 import pytest
 
 from loadgen.cli import main
+from loadgen.histogram import summarize
 from loadgen.plan import LoadPlan
 from loadgen.runner import run, run_one_level
 from loadgen.schema import REPORT_SCHEMA
-from loadgen.stats import summarize
 from tests.support.processes import NodeProcess, reap, running_node
 
 
@@ -112,7 +112,7 @@ def test_two_processes_merge_into_one_report() -> None:
 
 
 def summarize_encoded(encoded: str) -> int:
-    from loadgen.stats import decode_histogram
+    from loadgen.histogram import decode_histogram
 
     count: int = decode_histogram(encoded).get_total_count()
     return count

@@ -9,11 +9,18 @@ from typing import Any
 import jsonschema
 import pytest
 
+from loadgen.accumulators import RunResult, RunStats
 from loadgen.health import DownTarget
+from loadgen.histogram import decode_histogram
 from loadgen.plan import LoadPlan
-from loadgen.report import build_report, calibration_entry, sweep_entry, verdict
+from loadgen.report import (
+    build_report,
+    calibration_entry,
+    rate_per_second,
+    sweep_entry,
+    verdict,
+)
 from loadgen.schema import REPORT_SCHEMA
-from loadgen.stats import RunResult, RunStats, decode_histogram
 from loadgen.timestamps import rfc3339
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
@@ -212,7 +219,7 @@ def test_rfc3339() -> None:
 def test_the_tables_say_what_was_not_sent_and_which_target_went_away() -> None:
     from rich.console import Console
 
-    from loadgen.render import report_tables
+    from loadgen.tables import report_tables
 
     result = _result({"1": [1.0] * 15}, {"connect": 3, "not_sent": 42})
     result.stats.record_target_down("http://127.0.0.1:5001", DownTarget(True, 3))
@@ -221,3 +228,8 @@ def test_the_tables_say_what_was_not_sent_and_which_target_went_away() -> None:
     text = console.export_text()
     assert "60 (15 ok) of 60 scheduled, 42 not sent before the run ended" in text
     assert "http://127.0.0.1:5001: went away (answered, then refused), 3 failed connects" in text
+
+
+def test_rate_per_second() -> None:
+    assert rate_per_second(50, 12.3) == 4.07
+    assert rate_per_second(5, 0.0) == 0.0
