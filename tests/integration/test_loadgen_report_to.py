@@ -30,7 +30,7 @@ class FakeApi:
     url: str
     kubeconfig: Path
     failures: list[int] = field(default_factory=list)
-    patches: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    patches: list[tuple[str, Any]] = field(default_factory=list)
 
 
 def _status(code: int, reason: str) -> web.Response:
