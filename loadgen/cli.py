@@ -299,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loadgen import reporter, runner
     from loadgen.processes import WorkerError
     from loadgen.progress import RichProgress
-    from loadgen.tables import report_tables
+    from loadgen.report_tables import report_tables
 
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     errors = Console(stderr=True)

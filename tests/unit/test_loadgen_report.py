@@ -219,7 +219,7 @@ def test_rfc3339() -> None:
 def test_the_tables_say_what_was_not_sent_and_which_target_went_away() -> None:
     from rich.console import Console
 
-    from loadgen.tables import report_tables
+    from loadgen.report_tables import report_tables
 
     result = _result({"1": [1.0] * 15}, {"connect": 3, "not_sent": 42})
     result.stats.record_target_down("http://127.0.0.1:5001", DownTarget(True, 3))
