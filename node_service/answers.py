@@ -58,6 +58,8 @@ class Health(_Answer):
     """``GET /health``."""
 
     status: Literal["ok"]
+    service_factor: float
+    extra_millis: int
     uptime_seconds: float
     in_flight: int
 
@@ -140,13 +142,19 @@ class Refused(_Answer):
 
 
 class WorkDone(_Answer):
-    """``GET /work``: what was computed, and where the time went (milliseconds)."""
+    """``GET /work``: what was computed, and where the time went (milliseconds).
+
+    ``ioMillis`` is the wait asked for; a slow node waits ``serviceFactor`` times it, and
+    ``extraMillis`` (and ``faultMillis``) more, all within ``serviceMillis``.
+    """
 
     load_factor: int
     io_millis: int
     service_millis: float
     queue_millis: float
     fault_millis: int
+    service_factor: float
+    extra_millis: int
     result: int
 
 

@@ -204,6 +204,9 @@ def build_api(state: WorkerState) -> FastAPI:
     ) -> JSONResponse:
         """Compute fib(loadFactor) and wait ioMillis, when one of the node's workers is free.
 
+        A slow node does serviceFactor times the CPU work and I/O wait, and waits extraMillis
+        more; serviceMillis includes all of it.
+
         Refused at once, cheapest check first: 429 past the rate limit, 500/503 in a fault
         window of mode fail, 503 when this worker's queue is full.
         """
@@ -243,6 +246,7 @@ def build_api(state: WorkerState) -> FastAPI:
             )
         state.metrics.work_service.observe(done.service_millis / 1000)
         state.metrics.work_queue.observe(done.queue_millis / 1000)
+        state.metrics.fib_calls.inc(done.fib_calls)
         body = {
             **state.identity(),
             "loadFactor": done.load_factor,
@@ -250,6 +254,8 @@ def build_api(state: WorkerState) -> FastAPI:
             "serviceMillis": done.service_millis,
             "queueMillis": done.queue_millis,
             "faultMillis": done.fault_millis,
+            "serviceFactor": settings.service_factor,
+            "extraMillis": settings.extra_millis,
             "result": done.result,
         }
         return JSONResponse(body)

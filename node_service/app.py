@@ -36,11 +36,19 @@ def create_app(
     """
     protection = settings.protection
     permits = NodePermits(permits_socket) if permits_socket else None
+    metrics = NodeMetrics(multiproc_dir)
+    metrics.service_factor.set(settings.service_factor)
+    metrics.extra_millis.set(settings.extra_millis)
     state = WorkerState(
         settings=settings,
-        metrics=NodeMetrics(multiproc_dir),
+        metrics=metrics,
         store=Store(settings.limits),
-        work=WorkRunner(permits, max_queue=protection.max_queue),
+        work=WorkRunner(
+            permits,
+            max_queue=protection.max_queue,
+            service_factor=settings.service_factor,
+            extra_millis=settings.extra_millis,
+        ),
         bucket=(
             TokenBucket(protection.rate_limit, protection.burst) if protection.rate_limit else None
         ),

@@ -33,10 +33,17 @@ class Front:
         self.inner = inner
         self._metrics = state.metrics
         ident = state.identity()
-        self._health_head = b'{"status":"ok","node":%s,"pid":%d,"workers":%d,"uptimeSeconds":' % (
-            json.dumps(ident["node"]).encode(),
-            state.pid,
-            state.settings.workers,
+        settings = state.settings
+        self._health_head = (
+            b'{"status":"ok","node":%s,"pid":%d,"workers":%d,"serviceFactor":%s,"extraMillis":%d,'
+            b'"uptimeSeconds":'
+            % (
+                json.dumps(ident["node"]).encode(),
+                state.pid,
+                settings.workers,
+                json.dumps(settings.service_factor).encode(),
+                settings.extra_millis,
+            )
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:

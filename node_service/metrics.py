@@ -1,5 +1,6 @@
 """Prometheus metrics of a node: requests by path and status, latency, in-flight, work, store,
-and the /work refused or harmed by the node's protections and fault window.
+the /work refused or harmed by the node's protections and fault window, and how slow a node
+it is (its service factor and extra wait).
 
 With several uvicorn workers the CLI sets ``PROMETHEUS_MULTIPROC_DIR`` (a private temporary
 directory) before any worker imports ``prometheus_client``; each worker then writes its figures to
@@ -112,6 +113,24 @@ class NodeMetrics:
         )
         for mode in ("slow", "fail"):  # both series from the start, 0 until a window bites
             self.fault_affected.labels(mode)
+        self.fib_calls = Counter(
+            "nodelab_work_fib_calls",
+            "CPU work done by /work, in calls of the recursive fib (the same on any machine).",
+            registry=self.registry,
+        )
+        # Every worker sets the same figure: a scrape shows the node's whichever one answers.
+        self.service_factor = Gauge(
+            "nodelab_node_service_factor",
+            "How many times as long each /work's CPU and I/O take on this node (--service-factor).",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.extra_millis = Gauge(
+            "nodelab_node_extra_millis",
+            "Fixed extra wait of each /work on this node, ms (--extra-millis).",
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
         # labels() takes a lock and builds a tuple per call; the hot path looks children up here.
         self._request_children: dict[tuple[str, int], Counter] = {}
         self._latency_children: dict[str, Histogram] = {}

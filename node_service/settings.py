@@ -20,6 +20,7 @@ from typing import Any
 __all__ = [
     "IO_MILLIS_MAX",
     "LOAD_FACTOR_MAX",
+    "SERVICE_FACTOR_MAX",
     "ConnectionLimits",
     "NodeSettings",
     "Protection",
@@ -36,6 +37,8 @@ __all__ = [
 # fib(40) is ~30 s on one core here: past that a "request" is no longer a request.
 LOAD_FACTOR_MAX = 40
 IO_MILLIS_MAX = 60_000
+# A slow pool is a few times slower than the fast one; past 100 a typo would stall a node.
+SERVICE_FACTOR_MAX = 100.0
 WORKERS_MAX = 256
 STARTED_AT_ENV = "NODELAB_STARTED_AT"
 FAULT_TOKEN_MAX = 4096
@@ -99,6 +102,10 @@ class NodeSettings:
     workers: int = 1
     load_factor: int = 30
     io_millis: int = 0
+    # A slow node: each /work's CPU and I/O take this many times as long (node_service.work) ...
+    service_factor: float = 1.0
+    # ... and it waits this much longer, like a slow dependency.
+    extra_millis: int = 0
     access_log: bool = False
     graceful_timeout: int = 25
     max_load_factor: int = LOAD_FACTOR_MAX
@@ -246,6 +253,22 @@ _OPTIONS: tuple[_Option, ...] = (
         _bounded_int(0, IO_MILLIS_MAX),
         "0",
         "simulated I/O wait (asyncio.sleep) of each /work, ms",
+    ),
+    _Option(
+        "service_factor",
+        "--service-factor",
+        "NODELAB_SERVICE_FACTOR",
+        _bounded_float(1, SERVICE_FACTOR_MAX),
+        "1",
+        "a slow node: each /work's CPU work and I/O wait take this many times as long (a float)",
+    ),
+    _Option(
+        "extra_millis",
+        "--extra-millis",
+        "NODELAB_EXTRA_MILLIS",
+        _bounded_int(0, IO_MILLIS_MAX),
+        "0",
+        "a slow node: fixed extra wait of each /work, ms, holding its worker (a slow dependency)",
     ),
     _Option(
         "max_load_factor",

@@ -44,7 +44,10 @@ async def test_health_shape(client: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"] == "application/json"
     body = response.json()
-    assert set(body) == {"status", "node", "pid", "workers", "uptimeSeconds", "inFlight"}
+    assert set(body) == {
+        "status", "node", "pid", "workers", "serviceFactor", "extraMillis", "uptimeSeconds",
+        "inFlight",
+    }  # fmt: skip
     assert (body["status"], body["node"], body["pid"], body["workers"]) == (
         "ok",
         "n1",

@@ -80,7 +80,8 @@ def test_node_argv_is_inverted_by_the_parser(tmp_path: Path) -> None:
     fields: dict[str, Any] = {
         "host": "0.0.0.0", "port": 7000, "node_id": "n-2", "workers": 3, "load_factor": 25,
         "io_millis": 5, "access_log": True, "graceful_timeout": 7, "max_load_factor": 30,
-        "max_io_millis": 9, "fault_token_file": str(token),
+        "max_io_millis": 9, "fault_token_file": str(token), "service_factor": 2.75,
+        "extra_millis": 40,
     }  # fmt: skip
     limits = {"max_key_length": 8, "max_value_bytes": 32, "max_keys": 2, "max_store_bytes": 99}
     connections = {
@@ -108,6 +109,38 @@ def test_node_argv_is_inverted_by_the_parser(tmp_path: Path) -> None:
         started_at=settings.started_at,
     )
     assert settings_from_env(settings_to_env(settings)) == settings
+
+
+def test_a_node_is_fast_by_default() -> None:
+    settings = parse_settings([], environ={})
+    assert (settings.service_factor, settings.extra_millis) == (1.0, 0)
+
+
+def test_a_slow_node_travels_to_its_workers() -> None:
+    argv = ["--service-factor", "2.5", "--extra-millis", "30", "--workers", "3"]
+    settings = parse_settings(argv, environ={})
+    assert (settings.service_factor, settings.extra_millis) == (2.5, 30)
+    env = settings_to_env(settings)
+    assert (env["NODELAB_SERVICE_FACTOR"], env["NODELAB_EXTRA_MILLIS"]) == ("2.5", "30")
+    assert settings_from_env(env) == settings
+    assert node_argv(service_factor=1.1, extra_millis=0) == [
+        "--service-factor",
+        "1.1",
+        "--extra-millis",
+        "0",
+    ]
+    # A factor no float spells short survives the trip too.
+    odd = parse_settings(node_argv(service_factor=1 / 3 + 1), environ={})
+    assert odd.service_factor == 1 / 3 + 1
+    assert settings_from_env(settings_to_env(odd)) == odd
+
+
+def test_a_slow_node_from_the_environment() -> None:
+    env = {env_var("service_factor"): "3", env_var("extra_millis"): "7"}
+    settings = parse_settings([], environ=env)
+    assert (settings.service_factor, settings.extra_millis) == (3.0, 7)
+    assert env_var("service_factor") == "NODELAB_SERVICE_FACTOR"
+    assert env_var("extra_millis") == "NODELAB_EXTRA_MILLIS"
 
 
 def test_protection_and_fault_are_off_by_default() -> None:
@@ -177,6 +210,15 @@ def test_connection_defaults_bound_a_slow_client() -> None:
         (["--rate-limit", "-1"], "--rate-limit"),
         (["--rate-burst", "5"], "--rate-burst"),  # a burst without a rate
         (["--fault-token-file", "/nonexistent/token"], "--fault-token-file"),
+        (["--service-factor", "0.5"], "--service-factor"),
+        (["--service-factor", "0"], "--service-factor"),
+        (["--service-factor", "nan"], "--service-factor"),
+        (["--service-factor", "inf"], "--service-factor"),
+        (["--service-factor", "101"], "--service-factor"),
+        (["--service-factor", "slow"], "--service-factor"),
+        (["--extra-millis", "-1"], "--extra-millis"),
+        (["--extra-millis", "1.5"], "--extra-millis"),
+        (["--extra-millis", "60001"], "--extra-millis"),
         (["--no-such-flag"], "--no-such-flag"),
     ],
 )
