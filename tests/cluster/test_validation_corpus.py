@@ -32,6 +32,25 @@ def _with(path: str, value: Any) -> dict[str, Any]:
     return document
 
 
+def _with_each(changes: dict[str, Any]) -> dict[str, Any]:
+    document: dict[str, Any] = copy.deepcopy(BASE)
+    for path, value in changes.items():
+        *parents, leaf = path.split(".")
+        target = document
+        for part in parents:
+            target = target.setdefault(part, {})
+        target[leaf] = value
+    return document
+
+
+# Phase 5's load: a time-bounded open loop, which spec.trigger needs.
+OPEN_LOOP = {"rate": 5, "durationSeconds": 20}
+
+
+def _triggered(**trigger: Any) -> dict[str, Any]:
+    return _with_each({"spec.load": dict(OPEN_LOOP), "spec.trigger": trigger})
+
+
 def _without(path: str) -> dict[str, Any]:
     document = copy.deepcopy(BASE)
     *parents, leaf = path.split(".")
@@ -60,6 +79,86 @@ BAD: list[tuple[str, dict[str, Any], str]] = [
     ("name-starts-with-digit", _with("metadata.name", "1lab"), "metadata.name"),
     ("name-with-dot", _with("metadata.name", "lab.v2"), "metadata.name"),
     ("no-spec-node", _without("spec.node"), "spec.node"),
+    # Phase 5: protection, trigger, retry.
+    (
+        "queue-negative",
+        _with("spec.node.protection", {"maxQueue": -1}),
+        "spec.node.protection.maxQueue",
+    ),
+    (
+        "burst-without-rate",
+        _with("spec.node.protection", {"rateBurst": 5}),
+        "spec.node.protection.rateBurst",
+    ),
+    (
+        "trigger-closed-loop",
+        _with("spec.trigger", {"durationSeconds": 5, "mode": "fail"}),
+        "spec.trigger",
+    ),
+    (
+        "trigger-ends-with-the-load",
+        _triggered(startSeconds=15, durationSeconds=5, mode="fail"),
+        "spec.trigger.durationSeconds",
+    ),
+    (
+        "trigger-slow-without-extra",
+        _triggered(durationSeconds=5, mode="slow"),
+        "spec.trigger.extraMillis",
+    ),
+    (
+        "trigger-fail-with-extra",
+        _triggered(durationSeconds=5, mode="fail", extraMillis=100),
+        "spec.trigger.extraMillis",
+    ),
+    (
+        "trigger-status-502",
+        _triggered(durationSeconds=5, mode="fail", status=502),
+        "spec.trigger.status",
+    ),
+    ("trigger-no-mode", _triggered(durationSeconds=5), "spec.trigger.mode"),
+    (
+        "retry-none-with-attempts",
+        _with("spec.load.retry", {"maxAttempts": 3}),
+        "spec.load.retry.maxAttempts",
+    ),
+    (
+        "retry-backoff-one-attempt",
+        _with("spec.load.retry", {"kind": "backoff"}),
+        "spec.load.retry.maxAttempts",
+    ),
+    (
+        "retry-cap-below-base",
+        _with("spec.load.retry", {"kind": "backoff", "maxAttempts": 3, "capMillis": 50}),
+        "spec.load.retry.capMillis",
+    ),
+    (
+        "retry-budget-above-one",
+        _with("spec.load.retry", {"budgetRatio": 1.5}),
+        "spec.load.retry.budgetRatio",
+    ),
+    (
+        "retry-breaker-ratio-zero",
+        _with("spec.load.retry", {"breaker": {"failureRatio": 0}}),
+        "spec.load.retry.breaker.failureRatio",
+    ),
+    ("retry-unknown-key", _with("spec.load.retry", {"jitter": "full"}), "spec.load.retry.jitter"),
+    # Phase 6: balancing, slow pool.
+    ("balancing-unknown", _with("spec.load.balancing", "least-conn"), "spec.load.balancing"),
+    (
+        "slow-pool-all-slow",
+        _with("spec.node.slowPool", {"replicas": 1, "serviceFactor": 2}),
+        "spec.node.slowPool.replicas",
+    ),
+    (
+        "slow-pool-not-slow",
+        _with_each({"spec.node.replicas": 3, "spec.node.slowPool": {"replicas": 1}}),
+        "spec.node.slowPool",
+    ),
+    (
+        "slow-pool-faster",
+        _with_each({"spec.node.replicas": 3, "spec.node.slowPool": {"serviceFactor": 0.5}}),
+        "spec.node.slowPool.serviceFactor",
+    ),
 ]
 GOOD: list[tuple[str, dict[str, Any]]] = [
     (path.name, yaml.safe_load(path.read_text())) for path in PHASES
@@ -68,6 +167,42 @@ GOOD: list[tuple[str, dict[str, Any]]] = [
         "minimal",
         {k: BASE[k] for k in ("apiVersion", "kind", "metadata")}
         | {"spec": {"node": {}, "load": {}}},
+    ),
+    (
+        "retry-storm",
+        _with_each(
+            {
+                "spec.node.protection": {"maxQueue": 4, "rateLimit": 2.5, "rateBurst": 3},
+                "spec.load": {
+                    **OPEN_LOOP,
+                    "retry": {
+                        "kind": "backoff",
+                        "maxAttempts": 3,
+                        "budgetRatio": 0.1,
+                        "honorRetryAfter": True,
+                        "breaker": {"minCalls": 10},
+                    },
+                },
+                # Whole numbers in number fields: CEL doubles on the server.
+                "spec.trigger": {
+                    "startSeconds": 5,
+                    "durationSeconds": 10,
+                    "mode": "slow",
+                    "extraMillis": 800,
+                },
+            }
+        ),
+    ),
+    ("fail-window", _triggered(startSeconds=2.5, durationSeconds=3, mode="fail", status=500)),
+    (
+        "fast-and-slow",
+        _with_each(
+            {
+                "spec.node.replicas": 3,
+                "spec.node.slowPool": {"replicas": 1, "serviceFactor": 3, "extraMillis": 20},
+                "spec.load.balancing": "peak-ewma",
+            }
+        ),
     ),
 ]
 

@@ -343,3 +343,17 @@ def test_memory_mebibytes_refuses_other_units(text: str) -> None:
 @pytest.mark.parametrize(("mebibytes", "text"), [(1280, "1280Mi"), (0.5, "1Mi"), (128.01, "129Mi")])
 def test_format_memory_rounds_up_to_whole_mebibytes(mebibytes: float, text: str) -> None:
     assert quantity.format_memory(mebibytes) == text
+
+
+def test_cel_sees_number_fields_as_doubles_as_the_api_server_does() -> None:
+    # The server types a `number` field's 5 as the double 5.0, and CEL adds no int to a double:
+    # left an int offline, this rule would fail here only.
+    schema = {
+        "type": "object",
+        "properties": {"a": {"type": "number"}, "b": {"type": "number"}, "n": {"type": "integer"}},
+        "x-kubernetes-validations": [{"rule": "self.a + self.b < double(self.n)", "message": "m"}],
+    }
+    assert validation.validate_object({"a": 1, "b": 2.5, "n": 4}, schema) == []
+    assert [str(e) for e in validation.validate_object({"a": 2, "b": 2, "n": 4}, schema)] == [
+        "<root>: Invalid value: m"
+    ]

@@ -1,7 +1,11 @@
 """The NodeLab spec as typed values, parsed from a phase file or a custom resource.
 
 Parsing validates first (``nodelab.model.validation``, against the CRD's schema and CEL rules), so
-every value here is one the API server would have accepted, with its defaults filled in.
+every value here is one the API server would have accepted, with its defaults filled in. The
+blocks of the later phases (``protection``, ``trigger``, ``retry``, ``slowPool``) are optional:
+absent, their field is None and the lab behaves as in phases 1-4. ``spec.load.retry`` is parsed by
+the load generator's own :meth:`loadgen.resilience.RetryPolicy.parse`, so the spec and the
+client cannot disagree on what a retry policy is.
 """
 
 from __future__ import annotations
@@ -9,25 +13,80 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 
+from loadgen.resilience import PolicyError, RetryPolicy
 from nodelab.model import crd, names, quantity, validation
 
 __all__ = [
     "DEFAULT_REQUESTS",
+    "Balancing",
+    "FaultMode",
     "LoadSpec",
     "NodeLab",
     "NodeLabSpec",
     "NodeSpec",
+    "ProtectionSpec",
     "SloSpec",
+    "SlowPoolSpec",
+    "TriggerSpec",
     "load_phase_file",
     "parse_nodelab",
     "parse_spec",
+    "retry_field_error",
 ]
 
 DEFAULT_REQUESTS = 50
+
+# spec.load.balancing, as the CRD's enum spells it.
+Balancing = Literal["round-robin", "random", "least-outstanding", "p2c", "peak-ewma"]
+# spec.trigger.mode: as the node's POST /fault spells it.
+FaultMode = Literal["slow", "fail"]
+
+
+@dataclass(frozen=True)
+class ProtectionSpec:
+    """What each worker process of a node refuses (phase 5): a bounded queue and a rate limit.
+
+    ``max_queue`` 0 is unbounded; ``rate_limit`` None is no limit, and ``rate_burst`` None one
+    second's worth of it.
+    """
+
+    max_queue: int = 0
+    retry_after_seconds: int = 1
+    rate_limit: float | None = None
+    rate_burst: int | None = None
+
+
+@dataclass(frozen=True)
+class SlowPoolSpec:
+    """Phase 6's unequal fleet: ``replicas`` of the pods are slow, by a factor, a delay or both."""
+
+    replicas: int
+    service_factor: float | None = None
+    extra_millis: int | None = None
+
+
+@dataclass(frozen=True)
+class TriggerSpec:
+    """Phase 5's incident window, in seconds from the start of the load.
+
+    ``extra_millis`` is set (and only set) for mode ``slow``; ``status`` is what mode ``fail``
+    answers.
+    """
+
+    start_seconds: float
+    duration_seconds: float
+    mode: FaultMode
+    extra_millis: int | None = None
+    status: int = 503
+
+    @property
+    def end_seconds(self) -> float:
+        """When the window closes, in seconds from the start of the load."""
+        return self.start_seconds + self.duration_seconds
 
 
 @dataclass(frozen=True)
@@ -41,6 +100,8 @@ class NodeSpec:
     load_factor: int
     io_millis: int
     image: str | None = None
+    protection: ProtectionSpec | None = None
+    slow_pool: SlowPoolSpec | None = None
 
     @property
     def pod_cpu_millicores(self) -> int:
@@ -60,7 +121,10 @@ class NodeSpec:
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """The load: a closed loop of ``concurrency`` clients, or an open loop at ``rate``."""
+    """The load: a closed loop of ``concurrency`` clients, or an open loop at ``rate``.
+
+    ``balancing`` spreads the requests over the node pods; ``retry`` None never retries.
+    """
 
     concurrency: int
     requests: int | None
@@ -70,6 +134,8 @@ class LoadSpec:
     timeout_seconds: int
     processes: int
     path: str
+    balancing: Balancing = "round-robin"
+    retry: RetryPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -86,6 +152,7 @@ class NodeLabSpec:
     node: NodeSpec
     load: LoadSpec
     slo: SloSpec
+    trigger: TriggerSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +163,54 @@ class NodeLab:
     namespace: str
     generation: int
     spec: NodeLabSpec
+
+
+def _optional_float(mapping: Mapping[str, Any], key: str) -> float | None:
+    value = mapping.get(key)
+    return None if value is None else float(value)
+
+
+def _protection(protection: Mapping[str, Any] | None) -> ProtectionSpec | None:
+    if protection is None:
+        return None
+    return ProtectionSpec(
+        max_queue=protection["maxQueue"],
+        retry_after_seconds=protection["retryAfterSeconds"],
+        rate_limit=_optional_float(protection, "rateLimit"),
+        rate_burst=protection.get("rateBurst"),
+    )
+
+
+def _slow_pool(pool: Mapping[str, Any] | None) -> SlowPoolSpec | None:
+    if pool is None:
+        return None
+    return SlowPoolSpec(
+        replicas=pool["replicas"],
+        service_factor=_optional_float(pool, "serviceFactor"),
+        extra_millis=pool.get("extraMillis"),
+    )
+
+
+def _trigger(trigger: Mapping[str, Any] | None) -> TriggerSpec | None:
+    if trigger is None:
+        return None
+    return TriggerSpec(
+        start_seconds=float(trigger["startSeconds"]),
+        duration_seconds=float(trigger["durationSeconds"]),
+        mode=trigger["mode"],
+        extra_millis=trigger.get("extraMillis"),
+        status=trigger["status"],
+    )
+
+
+def _retry(retry: Mapping[str, Any] | None) -> RetryPolicy | None:
+    """The load generator's policy for ``spec.load.retry``; raises ``PolicyError``."""
+    return None if retry is None else RetryPolicy.parse(retry)
+
+
+def retry_field_error(error: PolicyError) -> validation.FieldError:
+    """A retry policy's complaint as a spec field error: ``retry.capMillis`` is under spec.load."""
+    return validation.FieldError(f"spec.load.{error.field}", f"Invalid value: {error.message}")
 
 
 def _from_defaulted(spec: Mapping[str, Any]) -> NodeLabSpec:
@@ -112,6 +227,8 @@ def _from_defaulted(spec: Mapping[str, Any]) -> NodeLabSpec:
             load_factor=work["loadFactor"],
             io_millis=work["ioMillis"],
             image=node.get("image") or None,
+            protection=_protection(node.get("protection")),
+            slow_pool=_slow_pool(node.get("slowPool")),
         ),
         load=LoadSpec(
             concurrency=load["concurrency"],
@@ -122,8 +239,11 @@ def _from_defaulted(spec: Mapping[str, Any]) -> NodeLabSpec:
             timeout_seconds=load["timeoutSeconds"],
             processes=load["processes"],
             path=load["path"],
+            balancing=load["balancing"],
+            retry=_retry(load.get("retry")),
         ),
         slo=SloSpec(p99_millis=spec["slo"]["p99Millis"]),
+        trigger=_trigger(spec.get("trigger")),
     )
 
 
@@ -151,11 +271,16 @@ def parse_nodelab(document: Mapping[str, Any]) -> NodeLab:
     errors = validation.validate_object(defaulted, schema)
     if errors:
         raise validation.SpecInvalid(name, errors)
+    try:
+        typed = _from_defaulted(defaulted["spec"])
+    except PolicyError as exc:
+        # The CRD's rules mirror RetryPolicy's, so this is a rule the CRD lacks: still refused.
+        raise validation.SpecInvalid(name, [retry_field_error(exc)]) from exc
     return NodeLab(
         name=name,
         namespace=str(metadata.get("namespace") or "default"),
         generation=int(metadata.get("generation") or 1),
-        spec=_from_defaulted(defaulted["spec"]),
+        spec=typed,
     )
 
 

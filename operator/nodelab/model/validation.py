@@ -174,4 +174,20 @@ def validate_object(obj: dict[str, Any], schema: dict[str, Any]) -> list[FieldEr
     errors = list(_schema_errors(obj, schema))
     if errors:
         return errors
-    return list(_cel_errors(obj, schema, ""))
+    return list(_cel_errors(_cel_typed(obj, schema), schema, ""))
+
+
+def _cel_typed(obj: Any, schema: dict[str, Any]) -> Any:
+    """``obj`` with every ``number`` field a float, as the API server types it for CEL.
+
+    YAML's ``5`` in a ``number`` field is a CEL double on the server, and CEL has no arithmetic
+    mixing int and double: left an int here, ``self.a + self.b`` would fail offline only.
+    """
+    if schema.get("type") == "number" and isinstance(obj, int) and not isinstance(obj, bool):
+        return float(obj)
+    if isinstance(obj, dict):
+        properties = schema.get("properties", {})
+        return {k: _cel_typed(v, properties[k]) if k in properties else v for k, v in obj.items()}
+    if isinstance(obj, list) and "items" in schema:
+        return [_cel_typed(item, schema["items"]) for item in obj]
+    return obj
