@@ -1,6 +1,6 @@
 """Row 5: the real kopf operator against kmock's emulated API server, timed and counted.
 
-The same harness as ``tests/integration`` (``operator_harness``): the emulator serves on this
+The integration tests' harness, ``tests.support.emulated_api``: the emulator serves on this
 process's event loop, the operator runs in a task beside it, and the bench plays the kubelet by
 reporting each Deployment's rollout as soon as it appears. Nothing leaves the process but
 loopback HTTP to the emulator.
@@ -22,17 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import kmock
-import pytest
 from nodelab.kube.settings import OperatorSettings
 
 from bench.common import Context, say
 from bench.table import Row, judge
-from tests.integration.operator_harness import (
-    ApiServer,
-    Emulator,
-    eventually,
-    running_operator,
-)
+from tests.support.emulated_api import ApiServer, Emulator, emulating, eventually, running_operator
+from tests.support.errors import SupportError
 
 __all__ = ["run"]
 
@@ -63,7 +58,7 @@ def run(ctx: Context) -> list[Row]:
     with tempfile.TemporaryDirectory(prefix="nodelab-bench-") as tmp:
         try:
             return asyncio.run(_measure(Path(tmp), fleet))
-        except pytest.fail.Exception as exc:  # the harness's timeouts speak pytest
+        except SupportError as exc:  # a wait that ran out, an operator that did not start
             return [Row.failed("5", "operator row", "-", "-", str(exc))]
 
 
@@ -83,9 +78,8 @@ def _all_have(emulator: Emulator, labs: list[str], wanted: tuple[tuple[str, str]
 
 async def _measure(tmp: Path, fleet: int) -> list[Row]:
     settings = OperatorSettings()  # as shipped: the reconcile timer's interval included
-    with pytest.MonkeyPatch.context() as monkeypatch:
-        async with _ApiServer() as server, kmock.Server(server):
-            emulator = Emulator.prepare(server, tmp, monkeypatch)
+    async with _ApiServer() as server, kmock.Server(server):
+        with emulating(server, tmp) as emulator:
             async with running_operator(emulator, settings) as cluster:
                 return await _rows(emulator, cluster, fleet, settings.reconcile_interval)
 

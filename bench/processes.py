@@ -26,8 +26,8 @@ from nodelab.local import procs
 
 from loadgen import cli as load_cli
 from loadgen.plan import LoadPlan
-from node_service import settings
-from tests.support.processes import free_port, wait_healthy
+from tests.support.errors import SupportError
+from tests.support.processes import free_port, log_tail, node_command, wait_healthy
 
 __all__ = [
     "CLIENT_CPUS",
@@ -97,8 +97,7 @@ def load_argv(plan: LoadPlan, json_path: Path) -> list[str]:
 
 def node_argv(port: int, *extra: str) -> list[str]:
     """The node as ``nodelab node`` runs it: one worker on ``port``."""
-    flags = settings.node_argv(host=HOST, port=port, node_id="1", workers=1)
-    return [sys.executable, "-m", "node_service", *flags, *extra]
+    return node_command(port, extra=extra)
 
 
 @dataclass(frozen=True)
@@ -108,14 +107,6 @@ class Server:
     name: str
     url: str
     proc: subprocess.Popen[bytes]
-
-
-def _tail(path: Path, lines: int = 8) -> str:
-    try:
-        text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return ""
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 @contextlib.contextmanager
@@ -146,8 +137,8 @@ def running(
             url = f"http://{HOST}:{port}"
             try:
                 wait_healthy(url, proc, timeout=HEALTH_TIMEOUT_S)
-            except (RuntimeError, TimeoutError) as exc:
-                raise RuntimeError(f"{name}: {exc}\n{_tail(log_path)}".rstrip()) from None
+            except SupportError as exc:
+                raise RuntimeError(f"{name}: {exc}\n{log_tail(log_path)}".rstrip()) from None
             yield Server(name, url, proc)
         finally:
             procs.reap(proc, GRACE_S)

@@ -30,7 +30,7 @@ import aiohttp
 import uvloop
 from nodelab.local import results
 from nodelab.local.cli_tour import phase_files
-from nodelab.local.fleet import Fleet, FleetSpec, PortInUse, check_port_free
+from nodelab.local.fleet import Fleet, FleetSpec
 from nodelab.local.narration import Narrator
 from nodelab.local.phase_run import PhaseResult, run_phase
 from nodelab.local.settings import LocalSettings, Mode
@@ -39,7 +39,7 @@ from nodelab.model import spec as nodelab_spec
 
 from bench.common import Context, hdr_percentile, median, say
 from bench.table import Row, Status, judge, within
-from tests.support.processes import free_port
+from tests.support.processes import free_base_port
 
 __all__ = [
     "INTERFERENCE_CORES",
@@ -58,23 +58,7 @@ INTERFERENCE_CORES = 0.25
 MODES: tuple[Mode, ...] = ("cpu", "io")
 ROUNDS_QUICK = 3
 ROUNDS_FULL = 5
-_PORT_TRIES = 50
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _free_base_port(count: int) -> int:
-    """A port p such that p .. p + count - 1 on 127.0.0.1 were all free a moment ago."""
-    for _ in range(_PORT_TRIES):
-        base = free_port()
-        if base + count > 65000:
-            continue
-        try:
-            for port in range(base, base + count):
-                check_port_free("127.0.0.1", port)
-        except PortInUse:
-            continue
-        return base
-    raise RuntimeError(f"no {count} consecutive free ports on 127.0.0.1")
 
 
 def busy_seconds(stat_line: str) -> float:
@@ -163,7 +147,7 @@ def _tour(mode: Mode, rounds: int) -> list[_Phase]:
     if not labs:
         raise RuntimeError(f"no phase-N-*.yaml files in {probe.phases_dir}")
     replicas = max(lab.spec.node.replicas for _, lab in labs)
-    settings = LocalSettings(quick=True, mode=mode, base_port=_free_base_port(replicas))
+    settings = LocalSettings(quick=True, mode=mode, base_port=free_base_port(replicas))
     done: list[_Phase] = []
     with Fleet(settings, Narrator(quiet=True).say) as fleet:
         meter = _LoadMeter(lambda: fleet.pgids)
@@ -351,7 +335,7 @@ def probe(argv: Sequence[str] | None = None) -> int:
     ):
         parser.add_argument(f"--{flag}", type=int, default=default)
     args = parser.parse_args(argv)
-    settings = LocalSettings(base_port=_free_base_port(args.replicas))
+    settings = LocalSettings(base_port=free_base_port(args.replicas))
     spec = FleetSpec("probe", args.replicas, args.workers, args.load_factor, args.io_millis)
     with (
         Fleet(settings, lambda line: print(line, file=sys.stderr)) as fleet,

@@ -57,10 +57,10 @@ def base_port() -> int:
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen[bytes]]]:
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Every node process group the runtime starts; asserted empty after each test."""
-    seen = record_registered(monkeypatch)
-    yield seen
+    with record_registered() as seen:
+        yield seen
     leftovers = {proc.pid: procs.alive_in_group(proc.pid) for proc in seen}
     for proc in seen:
         procs.reap(proc, grace_s=5)

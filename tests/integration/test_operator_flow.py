@@ -18,15 +18,13 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import kmock
 import pytest
 from nodelab.kube.settings import OperatorSettings
 
 from loadgen import cli as loadgen_cli
-from tests.integration.operator_harness import ApiServer, Emulator, eventually, running_operator
+from tests.support.emulated_api import ApiServer, Emulator, eventually, running_operator
 from tests.support.processes import NodeProcess, free_port, reap, wait_healthy
 
 SETTINGS = OperatorSettings(reconcile_interval=0.3, report_grace_seconds=600)
@@ -37,13 +35,6 @@ pytestmark = [
     pytest.mark.timeout(180),
     pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning"),
 ]
-
-
-@pytest.fixture
-def emulator(
-    kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Emulator:
-    return Emulator.prepare(kmock, tmp_path, monkeypatch)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import yaml
 from nodelab.kube.settings import OperatorSettings
 
 from loadgen import cli as loadgen_cli
-from tests.integration.operator_harness import (
+from tests.support.emulated_api import (
     NODELABS,
     ApiServer,
     Emulator,
@@ -38,13 +38,6 @@ pytestmark = [
 def _phase_1() -> dict[str, Any]:
     body: dict[str, Any] = yaml.safe_load(PHASE_1.read_text(encoding="utf-8"))
     return copy.deepcopy(body)
-
-
-@pytest.fixture
-def emulator(
-    kmock: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Emulator:
-    return Emulator.prepare(kmock, tmp_path, monkeypatch)
 
 
 def _command(job: dict[str, Any]) -> list[str]:

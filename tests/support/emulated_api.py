@@ -1,12 +1,21 @@
 """Run the real kopf operator against kmock's emulated API server, and play the kubelet.
 
+Shared by the integration tests and bench row 5; no pytest inside (waits that run out raise
+``tests.support.errors.WaitTimeout``, an operator that does not start ``SupportError``).
+
 Workarounds for the emulator (docs/operator.md, "How it is tested without a cluster"):
 every resource is declared with its verbs (kopf watches only what discovery lists), including
 v1/namespaces; objects we create carry their own uid, resourceVersion and generation (the
 emulator assigns none, and kopf.adopt needs the owner's uid); the kubeconfig is passed both
 through $KUBECONFIG and ``KUBE_CONFIG_DEFAULT_LOCATION`` (the ``kubernetes`` client reads the
 variable at import); waits are ``await asyncio.sleep`` polls with a deadline, never
-``time.sleep``, because the emulator serves on the test's own event loop.
+``time.sleep``, because the emulator serves on the caller's own event loop.
+
+kmock's public API covers all of it but one hook: :class:`ApiServer` overrides the emulator's
+request handler ``_handle`` and trims its request log ``_requests`` (both private members of the
+public ``kmock.KubernetesEmulator``; kmock 0.8 has no public hook to rewrite a request before it
+is stored). Nothing here imports ``kmock._internal``: the merge patch the emulator applies is
+reproduced with the public ``kmock.Object.patch``.
 """
 
 from __future__ import annotations
@@ -15,25 +24,28 @@ import asyncio
 import contextlib
 import dataclasses
 import itertools
+import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
+from unittest import mock
 
 import aiohttp
 import kmock
 import kopf
-import pytest
 import yaml
-from kmock._internal import dicts  # the emulator's own merge, to see what a patch changes
 from nodelab.kube import cluster_api, main
 from nodelab.kube.settings import OperatorSettings
+
+from tests.support.errors import SupportError, WaitTimeout
 
 __all__ = [
     "LAB_PATH",
     "NODELABS",
     "ApiServer",
     "Emulator",
+    "emulating",
     "eventually",
     "running_operator",
 ]
@@ -167,10 +179,16 @@ class ApiServer(kmock.KubernetesEmulator):
             if obj.deleted:
                 return
             old = obj.raw
-            merged = dicts.merge_patch_dict(old.get("spec") or {}, data["spec"] or {})
-            if merged != old.get("spec"):
+            if _merged_spec(old, data["spec"]) != old.get("spec"):
                 meta["generation"] = int(old.get("metadata", {}).get("generation") or 1) + 1
             return
+
+
+def _merged_spec(old: dict[str, Any], patch: dict[str, Any] | None) -> Any:
+    """``old``'s spec after the merge patch ``patch``, merged as the emulator will store it."""
+    probe = kmock.Object({"spec": old.get("spec") or {}})
+    probe.patch({"spec": patch or {}})
+    return probe.last.raw.get("spec")
 
 
 def _kubeconfig(server_url: str) -> dict[str, Any]:
@@ -189,7 +207,8 @@ def _kubeconfig(server_url: str) -> dict[str, Any]:
 async def eventually(
     probe: Callable[[], T | None], what: str, timeout: float = 90.0, interval: float = 0.05
 ) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``.
+    """Poll ``probe`` until it returns something truthy; :class:`WaitTimeout` naming ``what``
+    after ``timeout``.
 
     Generous by default: the machine is shared, and the shape of the answer matters, not speed.
     """
@@ -200,7 +219,7 @@ async def eventually(
         if value:
             return value
         if loop.time() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
+            raise WaitTimeout(f"timed out after {timeout}s waiting for {what}")
         await asyncio.sleep(interval)
 
 
@@ -210,21 +229,6 @@ class Emulator:
 
     server: kmock.KubernetesEmulator
     kubeconfig: Path
-
-    @classmethod
-    def prepare(
-        cls, server: kmock.KubernetesEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-    ) -> Emulator:
-        for key, info in RESOURCES.items():
-            server.resources[key] = info
-        url = str(server.url).rstrip("/")
-        kubeconfig = tmp_path / "kubeconfig"
-        kubeconfig.write_text(yaml.safe_dump(_kubeconfig(url)), encoding="utf-8")
-        monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
-        monkeypatch.setattr(
-            "kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)
-        )
-        return cls(server=server, kubeconfig=kubeconfig)
 
     # --- reading -----------------------------------------------------------------------------
 
@@ -318,14 +322,16 @@ class Emulator:
             aiohttp.ClientSession(timeout=timeout, connector=connector) as session,
             session.request(method, url, **kwargs) as response,
         ):
-            assert response.status < 300, f"{method} {path}: {await response.text()}"
+            if response.status >= 300:
+                raise SupportError(f"{method} {path}: {await response.text()}")
 
     # --- the kubelet and the controllers, played by the test ---------------------------------
 
     async def mark_deployment_ready(self, name: str = "scaling-lab-node") -> None:
         """What the Deployment controller and the kubelets would report once every pod is up."""
         deployment = self.get("apps/v1/deployments", name)
-        assert deployment is not None, f"no Deployment {name}"
+        if deployment is None:
+            raise SupportError(f"no Deployment {name}")
         replicas = deployment["spec"]["replicas"]
         await self.patch("Deployment", name, {"status": {
             "observedGeneration": deployment["metadata"].get("generation", 1),
@@ -343,6 +349,22 @@ class Emulator:
                 "type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
                 "message": "Job has reached the specified backoff limit"}]}  # fmt: skip
         await self.patch("Job", name, {"status": status})
+
+
+@contextlib.contextmanager
+def emulating(server: kmock.KubernetesEmulator, directory: Path) -> Iterator[Emulator]:
+    """Declare NodeLab's resources on ``server``, write a kubeconfig for it into ``directory``
+    and point this process's Kubernetes clients at it until the block ends."""
+    for key, info in RESOURCES.items():
+        server.resources[key] = info
+    url = str(server.url).rstrip("/")
+    kubeconfig = directory / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump(_kubeconfig(url)), encoding="utf-8")
+    with (
+        mock.patch.dict(os.environ, {"KUBECONFIG": str(kubeconfig)}),
+        mock.patch("kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION", str(kubeconfig)),
+    ):
+        yield Emulator(server=server, kubeconfig=kubeconfig)
 
 
 @contextlib.asynccontextmanager
@@ -371,7 +393,7 @@ async def _first(waiter: Awaitable[Any], task: asyncio.Task[None], timeout: floa
     if task in done:
         waiting.cancel()
         task.result()  # raises what stopped the operator
-        pytest.fail("the operator exited before it was ready")
+        raise SupportError("the operator exited before it was ready")
     if waiting not in done:
         waiting.cancel()
-        pytest.fail(f"the operator was not ready after {timeout}s")
+        raise SupportError(f"the operator was not ready after {timeout}s")

@@ -1,8 +1,9 @@
-"""Real node processes on 127.0.0.1 for tests: started in their own session, always reaped.
+"""Real node processes on 127.0.0.1 for tests and bench: started in their own session, reaped.
 
 Every process is started with ``start_new_session=True`` so that the node's uvicorn worker
 children share its process group; teardown signals that group (ours alone, found by the PID we
-started) so no worker outlives a test, also when the test fails.
+started) so no worker outlives a test, also when the test fails. No pytest inside: failures are the
+kit's own errors (``tests.support.errors``).
 """
 
 from __future__ import annotations
@@ -16,14 +17,25 @@ import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import httpx
-import pytest
 
 from node_service.settings import node_argv
 from tests.support.cluster import procs
+from tests.support.errors import ProcessExited, SupportError, WaitTimeout
 
-__all__ = ["NodeProcess", "free_base_port", "free_port", "reap", "running_node", "wait_healthy"]
+__all__ = [
+    "NodeProcess",
+    "free_base_port",
+    "free_port",
+    "log_tail",
+    "node_command",
+    "reap",
+    "record_registered",
+    "running_node",
+    "wait_healthy",
+]
 
 
 def _ephemeral_ports() -> range:
@@ -53,7 +65,7 @@ def free_base_port(count: int = 4) -> int:
         except OSError:
             continue
         return base
-    raise RuntimeError("no free range of ports below the ephemeral range")
+    raise SupportError("no free range of ports below the ephemeral range")
 
 
 def free_port() -> int:
@@ -78,24 +90,47 @@ class NodeProcess:
 def wait_healthy(
     url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30.0
 ) -> None:
-    """Poll ``url``/health until it answers 200; fail early if ``proc`` exits first."""
+    """Poll ``url``/health until it answers 200.
+
+    Raises :class:`ProcessExited` if ``proc`` exits first, :class:`WaitTimeout` after ``timeout``.
+    """
     deadline = time.monotonic() + timeout
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"node exited with code {proc.returncode} before becoming healthy")
+            raise ProcessExited(f"exited with code {proc.returncode} before becoming healthy")
         try:
             if httpx.get(f"{url}/health", timeout=1.0).status_code == 200:
                 return
         except httpx.HTTPError as exc:
             last_error = exc
         time.sleep(0.05)  # poll interval of a condition wait, not a fixed sleep
-    raise TimeoutError(f"{url}/health not healthy after {timeout}s (last error: {last_error})")
+    raise WaitTimeout(f"{url}/health not healthy after {timeout}s (last error: {last_error})")
 
 
 def reap(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
     """Stop a process we started and its process group: SIGTERM, then SIGKILL after ``grace``."""
     procs.reap(proc, grace)
+
+
+def log_tail(path: Path, lines: int = 8) -> str:
+    """The last ``lines`` of a process's log file, for error messages (empty if unreadable)."""
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.strip().splitlines()[-lines:])
+
+
+def node_command(port: int, *, extra: Sequence[str] = (), **fields: str | int) -> list[str]:
+    """``python -m node_service`` on 127.0.0.1:``port``, as ``nodelab node`` runs it.
+
+    ``fields`` are node settings (``node_id``, ``workers``, ``load_factor``, ...); node id "1" and
+    one worker unless given, every other setting the node's default; ``extra`` flags go last.
+    """
+    settings: dict[str, str | int] = {"node_id": "1", "workers": 1, **fields}
+    flags = node_argv(host="127.0.0.1", port=port, **settings)
+    return [sys.executable, "-m", "node_service", *flags, *extra]
 
 
 @contextlib.contextmanager
@@ -114,20 +149,14 @@ def running_node(
     ``env`` adds to (or overrides) this process's environment for the node.
     """
     port = port or free_port()
-    args = [
-        sys.executable,
-        "-m",
-        "node_service",
-        *node_argv(
-            host="127.0.0.1",
-            port=port,
-            node_id=node_id,
-            workers=workers,
-            load_factor=load_factor,
-            io_millis=io_millis,
-        ),
-        *extra,
-    ]
+    args = node_command(
+        port,
+        node_id=node_id,
+        workers=workers,
+        load_factor=load_factor,
+        io_millis=io_millis,
+        extra=extra,
+    )
     proc_env = None if env is None else {**os.environ, **env}
     proc = subprocess.Popen(args, start_new_session=True, env=proc_env)
     node = NodeProcess(proc=proc, port=port, node_id=node_id, args=args)
@@ -138,19 +167,24 @@ def running_node(
         reap(proc)
 
 
-def record_registered(monkeypatch: pytest.MonkeyPatch) -> list[subprocess.Popen[bytes]]:
-    """Make the local runtime's ``procs.register`` also record each process it starts.
+@contextlib.contextmanager
+def record_registered() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """While the block runs, the local runtime's ``procs.register`` also records each process
+    it starts in the yielded list; the original is back when the block ends.
 
-    Tests reap what the returned list holds at teardown, so nothing outlives a failed test.
+    Tests reap what the list holds at teardown, so nothing outlives a failed test.
     """
-    from nodelab.local import procs
+    from nodelab.local import procs as local_procs
 
     seen: list[subprocess.Popen[bytes]] = []
-    register = procs.register
+    register = local_procs.register
 
     def spy(proc: subprocess.Popen[bytes]) -> None:
         seen.append(proc)
         register(proc)
 
-    monkeypatch.setattr(procs, "register", spy)
-    return seen
+    local_procs.register = spy
+    try:
+        yield seen
+    finally:
+        local_procs.register = register

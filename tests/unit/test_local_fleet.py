@@ -19,10 +19,10 @@ SPEC = FleetSpec(lab="lab", replicas=2, workers=1, load_factor=0, io_millis=0)
 
 
 @pytest.fixture
-def started(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[subprocess.Popen[bytes]]]:
+def started() -> Iterator[list[subprocess.Popen[bytes]]]:
     """Every process the fleet registers, to check afterwards that its group is gone."""
-    seen = record_registered(monkeypatch)
-    yield seen
+    with record_registered() as seen:
+        yield seen
     for proc in seen:  # never leave anything behind, even when an assertion failed
         procs.reap(proc, grace_s=2)
 

@@ -15,13 +15,15 @@ import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
+from tests.support.errors import SupportError
+
 __all__ = ["MERGE", "STRATEGIC", "Api", "ApiError"]
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
 
 
-class ApiError(RuntimeError):
+class ApiError(SupportError):
     """The API server answered with an error status."""
 
     def __init__(self, status: int, message: str) -> None:

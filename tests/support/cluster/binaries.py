@@ -22,6 +22,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.support.errors import Unavailable
+
 __all__ = [
     "ETCD_VERSION",
     "GO_MODULE",
@@ -48,7 +50,7 @@ NAMES = tuple(_PACKAGES)
 _STAMP = ".built-from"
 
 
-class BinariesUnavailable(RuntimeError):
+class BinariesUnavailable(Unavailable):
     """The binaries are not built and cannot be built here; the message says why."""
 
 

@@ -25,6 +25,7 @@ import yaml
 
 from tests.support.cluster import binaries, pki, procs
 from tests.support.cluster.pki import ClientCert
+from tests.support.errors import SupportError
 
 __all__ = ["ControlPlane", "ControlPlaneError", "free_local_port", "running_control_plane"]
 
@@ -33,7 +34,7 @@ CLUSTER_DOMAIN = "cluster.local"
 _READY_TIMEOUT_S = 120.0
 
 
-class ControlPlaneError(RuntimeError):
+class ControlPlaneError(SupportError):
     """A component did not start or did not become ready; the message carries its log tail."""
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from tests.support.cluster import binaries, controlplane, network, procs
 from tests.support.cluster.api import Api
+from tests.support.errors import SupportError, Unavailable
 
 __all__ = [
     "Cluster",
@@ -81,11 +82,11 @@ def image_table(dockerfile: Path = ROOT / "Dockerfile") -> dict[str, Any]:
     }
 
 
-class ClusterUnavailable(RuntimeError):
+class ClusterUnavailable(Unavailable):
     """A test cluster cannot run here; the message says why (tests skip with it)."""
 
 
-class KubectlError(RuntimeError):
+class KubectlError(SupportError):
     """kubectl exited non-zero; ``stderr`` holds what it said."""
 
     def __init__(self, argv: Sequence[str], code: int, stderr: str) -> None:

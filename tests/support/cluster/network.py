@@ -18,13 +18,15 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.support.errors import Unavailable
+
 __all__ = ["NetworkUnavailable", "PodNetwork", "network_unavailable_reason"]
 
 _NETNS_ETC = Path("/etc/netns")
 _PREFIX = "nodelab-"
 
 
-class NetworkUnavailable(RuntimeError):
+class NetworkUnavailable(Unavailable):
     """Pod network namespaces cannot be made here (not root, or no iproute2)."""
 
 
