@@ -128,7 +128,7 @@ def test_load_job(lab: spec.NodeLab) -> None:
     assert plan.expand_dns is True
     assert plan.fresh_connections is True  # spreads requests over a pod's uvicorn workers
     assert plan.generation == lab.generation
-    assert plan.calibrate == 3
+    assert plan.calibrate == 5  # CALIBRATION_REQUESTS, the median of five
     assert plan.concurrency == lab.spec.load.concurrency
     assert plan.requests == lab.spec.load.requests
     assert plan.sweep == (lab.spec.load.sweep or None)

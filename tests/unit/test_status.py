@@ -274,13 +274,28 @@ def test_job_state() -> None:
 
 
 def test_prediction() -> None:
-    predicted = prediction.prediction(_lab(), _report())
+    pods = prediction.Placement.pods(_lab())
+    predicted = prediction.prediction(_lab(), _report(), pods)
     assert predicted is not None
     assert predicted["generation"] == 2
     assert predicted["cores"] == 5.0  # 1 pod x 10 workers x 500m
     assert predicted["bottleneck"] == "clients"  # 5 clients, 10 workers
-    assert predicted["latencyMillis"] == pytest.approx(2690.0)
-    assert prediction.prediction(_lab(), _report(calibration=None)) is None
+    # S is what a client sees alone (the calibration's latency), as on the local runtime.
+    assert predicted["latencyMillis"] == pytest.approx(2700.0)
+    assert predicted["sloP99Millis"] == 5000
+    assert "sweep" not in predicted  # phase 2 has no sweep
+    assert prediction.prediction(_lab(), _report(calibration=None), pods) is None
+
+
+def test_prediction_of_a_sweep_names_where_it_breaks() -> None:
+    lab = _lab("challenge-sweep")
+    predicted = prediction.prediction(lab, _report(concurrency=20), prediction.Placement.pods(lab))
+    assert predicted is not None
+    levels = [row["concurrency"] for row in predicted["sweep"]]
+    assert levels == list(lab.spec.load.sweep)
+    over = [row["concurrency"] for row in predicted["sweep"] if row["p99Millis"] > 5000]
+    assert over  # 30 clients wait three rounds of 2.7 s for ten workers
+    assert predicted["breakingConcurrency"] == over[0]
 
 
 # --- the reconcile decision ----------------------------------------------------------------

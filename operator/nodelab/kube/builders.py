@@ -14,6 +14,7 @@ from loadgen.plan import LoadPlan
 from node_service import settings as node_settings
 from nodelab.kube.settings import OperatorSettings
 from nodelab.model import crd, names, quantity, validation
+from nodelab.model.load_plan import load_plan
 from nodelab.model.spec import NodeLab
 
 __all__ = [
@@ -212,23 +213,13 @@ def target_url(lab: NodeLab, settings: OperatorSettings) -> str:
 
 
 def build_load_plan(lab: NodeLab, settings: OperatorSettings) -> LoadPlan:
-    """The load generator's plan for this lab's current generation."""
-    load = lab.spec.load
-    return LoadPlan(
+    """The load generator's plan for this lab's current generation (``nodelab.model.load_plan``,
+    as the local runtime builds it): the headless Service, expanded to one target per pod."""
+    return load_plan(
+        lab,
         targets=(target_url(lab, settings),),
-        path=load.path,
-        concurrency=load.concurrency,
-        requests=load.requests,
-        duration_s=float(load.duration_seconds) if load.duration_seconds is not None else None,
-        rate=load.rate,
-        timeout_s=float(load.timeout_seconds),
-        processes=load.processes,
-        slo_p99_ms=float(lab.spec.slo.p99_millis),
-        sweep=load.sweep or None,
         calibrate=settings.calibrate_requests,
-        generation=lab.generation,
         expand_dns=True,
-        fresh_connections=True,
     )
 
 

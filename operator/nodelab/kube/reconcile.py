@@ -20,10 +20,9 @@ from typing import Any
 from loadgen import timestamps
 from nodelab.kube import children
 from nodelab.kube.settings import OperatorSettings
-from nodelab.model import crd, names
+from nodelab.model import crd, names, run_status
 from nodelab.model.conditions import (
     AVAILABLE,
-    COMPLETED,
     DEPLOYING,
     FAILED,
     LOAD_COMPLETE,
@@ -33,10 +32,8 @@ from nodelab.model.conditions import (
     SPEC_VALID,
     find_condition,
     set_condition,
-    slo_condition,
 )
-from nodelab.model.history import history_row, merge_history
-from nodelab.model.prediction import prediction as lab_prediction
+from nodelab.model.prediction import Placement
 from nodelab.model.spec import NodeLab
 
 __all__ = [
@@ -221,14 +218,8 @@ def decide(
 
     # Available: is the fleet of this generation up, and if not, why not.
     ready, how_far = children.rollout_progress(observed.deployment, generation)
-    node = lab.spec.node
     if ready:
-        condition(
-            AVAILABLE,
-            "True",
-            "RolledOut",
-            f"{node.replicas} node pod(s) of {node.workers} worker(s) ready",
-        )
+        conditions = run_status.with_rolled_out(conditions, lab, now=stamp)
     elif observed.deployment is None:
         condition(
             AVAILABLE,
@@ -256,19 +247,18 @@ def decide(
     prediction = current.get("prediction")
     if last_run.get("generation") == generation:
         # The Job reported this generation's run: done, whatever became of the Job since.
-        phase = COMPLETED
-        latency = last_run.get("latencyMillis") or {}
-        condition(
-            LOAD_COMPLETE,
-            "True",
-            "Succeeded",
-            f"{last_run.get('successes')}/{last_run.get('requests')} requests, "
-            f"p50 {latency.get('p50')} ms, p99 {latency.get('p99')} ms, "
-            f"{last_run.get('rps')} req/s",
+        # The same fields as the local runtime writes for the same report (run_status).
+        finished = run_status.completed_status(
+            lab,
+            last_run,
+            {**current, "conditions": conditions},
+            now=stamp,
+            where=Placement.pods(lab),
         )
-        condition(SLO_MET, *slo_condition(last_run))
-        history = merge_history(history, history_row(lab, last_run))
-        prediction = lab_prediction(lab, last_run) or prediction
+        phase = finished["phase"]
+        conditions = finished["conditions"]
+        history = finished["history"]
+        prediction = finished.get("prediction")
     elif job is None:
         if ready:
             create_job = True

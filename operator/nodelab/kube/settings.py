@@ -10,6 +10,8 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
+from nodelab.model.load_plan import CALIBRATION_REQUESTS
+
 __all__ = ["OperatorSettings", "SettingsError"]
 
 
@@ -40,7 +42,7 @@ class OperatorSettings:
     # Bound on one load Job; past it Kubernetes stops the Job (reason DeadlineExceeded).
     load_deadline_seconds: int = 1800
     # Calibration requests the load Job sends alone before the run (status.prediction).
-    calibrate_requests: int = 3
+    calibrate_requests: int = CALIBRATION_REQUESTS
     # How long a succeeded Job may take to appear in status.lastRun before the run is Failed.
     report_grace_seconds: float = 60.0
     # Resources of the load generator pod, per load generator process.

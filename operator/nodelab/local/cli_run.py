@@ -41,7 +41,7 @@ def main(argv: Sequence[str]) -> int:
 
     def body(fleet: Fleet) -> int:
         result = run_phase(args.phase_file, lab, settings, fleet, narrator, generation=generation)
-        status = statusdoc.build_status(result, generation=generation, previous=previous)
+        status = statusdoc.build_status(result, previous=previous)
         if settings.status_out:
             statusdoc.write_status(settings.status_out, status)
             narrator.say(f"status written to {settings.status_out}")

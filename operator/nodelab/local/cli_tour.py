@@ -176,7 +176,7 @@ def main(argv: Sequence[str]) -> int:
         for generation, (path, lab) in enumerate(labs, start=1):
             narrator.say(f"[bold]{path.stem}[/bold] ({generation}/{len(labs)})")
             result = run_phase(path, lab, settings, fleet, narrator, generation=generation)
-            status = statusdoc.build_status(result, generation=generation, previous=status)
+            status = statusdoc.build_status(result, previous=status)
             done.append(result)
             for line in tables.model_lines(result)[1:]:
                 narrator.say(line.strip())

@@ -1,27 +1,36 @@
 """One phase on this machine: fleet, calibration, load, model, as the operator and its Job would.
 
 The same steps as in the cluster: the node spec becomes running processes (``fleet``), the load
-spec becomes a ``LoadPlan`` run by the load generator's own ``run``, and the capacity model's
-prediction is put beside the measurement.
+spec becomes the Job's ``LoadPlan`` run by the load generator's own ``run`` (its calibration
+too), and the capacity model's prediction (``nodelab.model.prediction``, the operator's) is put
+beside the measurement.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from loadgen import runner
-from loadgen.plan import LoadPlan
-from nodelab.local import calibrate as calibration_mod
 from nodelab.local.fleet import Fleet, FleetSpec
 from nodelab.local.narration import Narrator
 from nodelab.local.settings import LocalSettings
 from nodelab.local.workload import Workload, plan_workload, slo_factor
 from nodelab.model import capacity
 from nodelab.model import spec as nodelab_spec
+from nodelab.model.load_plan import RunLength, load_plan
+from nodelab.model.prediction import (
+    Calibration,
+    Placement,
+    breaking_concurrency,
+    predict,
+    run_requests,
+    sweep_predictions,
+)
 
-__all__ = ["PhaseResult", "predict_for", "run_phase"]
+__all__ = ["PhaseResult", "run_phase"]
 
 
 @dataclass(frozen=True)
@@ -29,9 +38,9 @@ class PhaseResult:
     """Everything one local run measured and predicted."""
 
     source: str
-    lab: nodelab_spec.NodeLab
+    lab: nodelab_spec.NodeLab  # with the generation this run measured
     workload: Workload
-    calibration: calibration_mod.Calibration
+    calibration: Calibration
     slo_ms: float  # the SLO this run was judged by (scaled in quick mode)
     slo_scale: float
     cores: int
@@ -45,6 +54,11 @@ class PhaseResult:
         return self.lab.spec.node
 
     @property
+    def where(self) -> Placement:
+        """Where the fleet ran: on this machine's cores, shared with the load generator."""
+        return Placement.one_machine(self.cores)
+
+    @property
     def concurrency(self) -> int:
         """The concurrency the report's headline figures were measured at."""
         return int(self.report.get("concurrency") or self.lab.spec.load.concurrency)
@@ -52,40 +66,7 @@ class PhaseResult:
     @property
     def predicted_breaking(self) -> int | None:
         """First sweep level whose predicted worst-case latency passes the SLO."""
-        for level, prediction in self.sweep_predictions:
-            if prediction.p99_ms > self.slo_ms:
-                return level
-        return None
-
-
-def predict_for(
-    calibration: calibration_mod.Calibration,
-    workload: Workload,
-    *,
-    replicas: int,
-    workers: int,
-    concurrency: int,
-    cores: int,
-) -> capacity.Prediction:
-    """The capacity model for this fleet, from the calibrated service time.
-
-    Everything in a request that is not the configured wait is counted as CPU: the work, the
-    HTTP handling and the load generator's share all need a core. The worker itself computes
-    what it spends inside the worker beyond the wait; the replicas share this machine's cores.
-    """
-    service_ms = calibration.latency_ms
-    cpu_ms = max(service_ms - workload.io_millis, 0.0)
-    return capacity.predict(
-        service_ms=service_ms,
-        cpu_ms=cpu_ms,
-        workers=workers,
-        replicas=replicas,
-        concurrency=concurrency,
-        cores=cores,
-        work_ms=max(calibration.service_ms - workload.io_millis, 0.0),
-        requests=workload.requests,
-        shared_cores=True,
-    )
+        return breaking_concurrency(self.sweep_predictions, self.slo_ms)
 
 
 def run_phase(
@@ -97,7 +78,14 @@ def run_phase(
     *,
     generation: int | None = None,
 ) -> PhaseResult:
-    """Run one validated phase on ``fleet`` (reused when its node spec allows) and return it."""
+    """Run one validated phase on ``fleet`` (reused when its node spec allows) and return it.
+
+    The load plan is the Job's (``nodelab.model.load_plan``) against the local processes, and
+    the calibration the load generator's own (``loadgen.runner.calibrate`` of that plan), run
+    first because quick mode scales the SLO by the service time it measures.
+    """
+    if generation is not None:
+        lab = dataclasses.replace(lab, generation=generation)
     node, load = lab.spec.node, lab.spec.load
     workload = plan_workload(lab, quick=settings.quick, mode=settings.mode)
     for note in workload.notes:
@@ -111,13 +99,19 @@ def run_phase(
             io_millis=workload.io_millis,
         )
     )
-    narrator.say(f"calibrating: {settings.calibration_requests} sequential requests to {load.path}")
-    calibration = calibration_mod.calibrate(
-        fleet.urls,
-        path=load.path,
-        requests=settings.calibration_requests,
-        timeout_s=float(load.timeout_seconds),
+    plan = load_plan(
+        lab,
+        targets=fleet.urls,
+        calibrate=settings.calibration_requests,
+        length=RunLength(requests=workload.requests, duration_s=workload.duration_s),
     )
+    narrator.say(f"calibrating: {plan.calibrate} sequential requests to {load.path}")
+    measured = runner.calibrate(plan)
+    calibration = Calibration.from_report(measured)
+    if measured is None or calibration is None:
+        raise RuntimeError(
+            f"calibration: none of {plan.calibrate} requests to {load.path} succeeded"
+        )
     scale = slo_factor(
         workload, latency_ms=calibration.latency_ms, service_ms=calibration.service_ms
     )
@@ -131,30 +125,15 @@ def run_phase(
             f"quick: SLO {lab.spec.slo.p99_millis} ms x {scale:.4f} (the service time's factor) "
             f"= {slo_ms:g} ms"
         )
-    plan = LoadPlan(
-        targets=tuple(fleet.urls),
-        path=load.path,
-        concurrency=load.concurrency,
-        requests=workload.requests,
-        duration_s=workload.duration_s,
-        rate=load.rate,
-        timeout_s=float(load.timeout_seconds),
-        processes=min(load.processes, load.concurrency),
-        slo_p99_ms=slo_ms,
-        sweep=load.sweep or None,
-        generation=generation if generation is not None else lab.generation,
-        fresh_connections=True,  # as the Job's load does (nodelab.kube.builders.build_load_plan)
+    report = runner.run(
+        dataclasses.replace(plan, calibrate=0, slo_p99_ms=slo_ms), progress=narrator
     )
-    report = runner.run(plan, progress=narrator)
-    report["calibration"] = calibration.to_report()
+    report["calibration"] = measured  # measured above, by the same code the Job's run uses
     fleet.check_alive()
+    where = Placement.one_machine(settings.cores)
+    requests = run_requests(report)
+    io_millis = workload.io_millis
     concurrency = int(report.get("concurrency") or load.concurrency)
-    shape = {"replicas": node.replicas, "workers": node.workers, "cores": settings.cores}
-    prediction = predict_for(calibration, workload, concurrency=concurrency, **shape)
-    sweep_predictions = tuple(
-        (level, predict_for(calibration, workload, concurrency=level, **shape))
-        for level in load.sweep
-    )
     return PhaseResult(
         source=str(source),
         lab=lab,
@@ -164,6 +143,10 @@ def run_phase(
         slo_scale=scale,
         cores=settings.cores,
         report=report,
-        prediction=prediction,
-        sweep_predictions=sweep_predictions,
+        prediction=predict(
+            calibration, lab, where, concurrency=concurrency, requests=requests, io_millis=io_millis
+        ),
+        sweep_predictions=sweep_predictions(
+            calibration, lab, where, requests=requests, io_millis=io_millis
+        ),
     )

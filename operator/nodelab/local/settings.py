@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from nodelab.model.load_plan import CALIBRATION_REQUESTS
+
 __all__ = [
     "DEFAULT_BASE_PORT",
     "LocalSettings",
@@ -58,7 +60,7 @@ class LocalSettings:
     health_timeout_s: float = 30.0
     health_timeout_per_process_s: float = 1.5
     grace_s: float = 10.0
-    calibration_requests: int = 3
+    calibration_requests: int = CALIBRATION_REQUESTS
 
 
 def _port(text: str) -> int:

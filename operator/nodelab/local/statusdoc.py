@@ -1,8 +1,11 @@
-"""The NodeLab status a local run writes: what the Job and the operator would have written.
+"""The NodeLab status a local run writes: the operator's, from the same functions.
 
-Same schema as ``status`` in the CRD (``nodelab.model.crd.spec_schema()``): ``phase``,
-``observedGeneration``, ``conditions``, ``lastRun`` (the load report, verbatim), ``prediction``
-(the capacity model) and ``history`` (one row per run, newest last, at most 10).
+Same schema as ``status`` in the CRD (``nodelab.model.crd.spec_schema()``) and the same fields as
+the operator writes for the same report (``nodelab.model.run_status``, docs/operator.md's tables):
+``phase``, ``observedGeneration``, ``conditions``, ``lastRun`` (the load report, verbatim),
+``prediction`` (the capacity model, placed on this machine's shared cores) and ``history``. This
+module adds what is the local runtime's own: its fleet answered ``/health``, so it is rolled
+out, and the status lives in a JSON file rather than on the API server.
 """
 
 from __future__ import annotations
@@ -14,100 +17,38 @@ from typing import Any
 
 from loadgen.timestamps import rfc3339
 from nodelab.local.phase_run import PhaseResult
+from nodelab.model import run_status
 
-__all__ = ["HISTORY_LIMIT", "build_status", "history_row", "read_previous", "write_status"]
-
-HISTORY_LIMIT = 10
-
-
-def history_row(result: PhaseResult, generation: int) -> dict[str, Any]:
-    """One ``status.history`` row: the phase's shape and what it measured."""
-    report = result.report
-    latency = report.get("latencyMillis") or {}
-    row: dict[str, Any] = {
-        "generation": generation,
-        "finishedAt": report.get("finishedAt") or rfc3339(),
-        "replicas": result.node.replicas,
-        "workers": result.node.workers,
-        "concurrency": result.concurrency,
-        "p50Millis": float(latency.get("p50") or 0),
-        "p99Millis": float(latency.get("p99") or 0),
-        "rps": float(report.get("rps") or 0),
-        "verdict": str(report.get("verdict") or "Errors"),
-    }
-    if report.get("breakingConcurrency") is not None:
-        row["breakingConcurrency"] = int(report["breakingConcurrency"])
-    return row
-
-
-def _condition(
-    type_: str, ok: bool, reason: str, message: str, generation: int, now: str
-) -> dict[str, Any]:
-    return {
-        "type": type_,
-        "status": "True" if ok else "False",
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": now,
-        "observedGeneration": generation,
-    }
-
-
-def _slo_condition(result: PhaseResult, generation: int, now: str) -> dict[str, Any]:
-    verdict = result.report.get("verdict")
-    p99 = (result.report.get("latencyMillis") or {}).get("p99")
-    if verdict == "OK":
-        return _condition(
-            "SLOMet", True, "WithinSLO", f"p99 {p99} ms <= {result.slo_ms:g} ms", generation, now
-        )
-    if verdict == "Crashed":
-        return _condition(
-            "SLOMet", False, "P99PastSLO", f"p99 {p99} ms > {result.slo_ms:g} ms", generation, now
-        )
-    errors = (result.report.get("errors") or {}).get("total")
-    return _condition("SLOMet", False, "Errors", f"{errors} requests failed", generation, now)
+__all__ = ["build_status", "read_previous", "write_status"]
 
 
 def build_status(
-    result: PhaseResult, *, generation: int, previous: Mapping[str, Any] | None = None
+    result: PhaseResult, *, previous: Mapping[str, Any] | None = None, now: str | None = None
 ) -> dict[str, Any]:
-    """The whole status after ``result``; ``previous`` (an earlier status) keeps its history."""
-    now = rfc3339()
-    node = result.node
-    conditions = [
-        _condition("SpecValid", True, "Valid", "the spec passed the CRD's schema and rules",
-                   generation, now),
-        _condition("Available", True, "NodesHealthy",
-                   f"{node.replicas} x {node.workers} workers answered /health on 127.0.0.1",
-                   generation, now),
-        _condition("LoadComplete", True, "ReportWritten",
-                   f"{result.report.get('requests')} requests, verdict "
-                   f"{result.report.get('verdict')}", generation, now),
-        _slo_condition(result, generation, now),
-    ]  # fmt: skip
-    history = list((previous or {}).get("history") or [])
-    history.append(history_row(result, generation))
-    prediction = result.prediction.to_status()
-    prediction["sloP99Millis"] = result.slo_ms
-    if result.sweep_predictions:
-        prediction["sweep"] = [
-            {
-                "concurrency": level,
-                "rps": round(p.throughput_rps, 3),
-                "latencyMillis": round(p.latency_ms, 2),
-                "p99Millis": round(p.p99_ms, 2),
-            }
-            for level, p in result.sweep_predictions
-        ]
-        prediction["breakingConcurrency"] = result.predicted_breaking
-    return {
-        "phase": "Completed",
-        "observedGeneration": generation,
-        "conditions": conditions,
-        "lastRun": result.report,
-        "prediction": prediction,
-        "history": history[-HISTORY_LIMIT:],
-    }
+    """The whole status after ``result``; ``previous`` (an earlier status) keeps its history.
+
+    A new generation starts its conditions afresh, as the operator's change handler resets them
+    (through ``Unknown``) before the run; a rerun of the same generation keeps their times.
+    """
+    lab = result.lab
+    stamp = now or rfc3339()
+    before = dict(previous or {})
+    conditions = (
+        before.get("conditions") if before.get("observedGeneration") == lab.generation else None
+    )
+    conditions = run_status.with_spec_accepted(conditions, lab, now=stamp)
+    conditions = run_status.with_rolled_out(conditions, lab, now=stamp)
+    fields = run_status.completed_status(
+        lab,
+        result.report,
+        {**before, "conditions": conditions},
+        now=stamp,
+        where=result.where,
+        io_millis=result.workload.io_millis,
+    )
+    status = {**fields, "lastRun": result.report}
+    order = ("phase", "observedGeneration", "conditions", "lastRun", "prediction", "history")
+    return {key: status[key] for key in order if key in status}
 
 
 def read_previous(path: Path) -> dict[str, Any] | None:
