@@ -18,7 +18,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
-from loadgen.plan import DEFAULT_REQUESTS, LoadPlan, PlanError
+from loadgen.plan import DEFAULT_REQUESTS, LoadPlan, PlanError, Trigger
+from loadgen.resilience import BreakerSettings, PolicyError, RetryPolicy
 
 __all__ = ["FLAGS", "CliOptions", "UsageError", "build_argv", "build_parser", "main", "parse"]
 
@@ -69,6 +70,17 @@ _non_negative_int = _checked(int, lambda value: value >= 0, "must be zero or a p
 _positive_number = _checked(
     float, lambda value: math.isfinite(value) and value > 0, "must be a positive number"
 )
+_ratio = _checked(float, lambda value: 0 <= value <= 1, "must be a number in [0, 1]")
+_open_ratio = _checked(float, lambda value: 0 < value <= 1, "must be a number in (0, 1]")
+_non_negative_number = _checked(
+    float, lambda value: math.isfinite(value) and value >= 0, "must be zero or a positive number"
+)
+_retry_kind = _checked(
+    str,
+    lambda value: value in ("none", "immediate", "backoff"),
+    "must be none, immediate or backoff",
+)
+_trigger_mode = _checked(str, lambda value: value in ("slow", "fail"), "must be slow or fail")
 _sweep_levels = _checked(
     _levels,
     lambda levels: bool(levels) and all(level > 0 for level in levels),
@@ -109,6 +121,10 @@ class _Flag:
     exclusive: bool = False  # one of the mutually exclusive stop conditions
     always: bool = False  # written even when the value is the default (argv a person reads)
     output: bool = False  # a CliOptions field
+    # A field of the plan field's value (RetryPolicy, its BreakerSettings as "breaker.<name>",
+    # Trigger): the flags of one value build it together; ``always`` then means "whenever the
+    # value is set" (the flag that says it is there).
+    part: str | None = None
 
     def argv(self, value: Any) -> list[str]:
         """``value`` as flags."""
@@ -182,6 +198,75 @@ _TABLE: tuple[_Flag, ...] = (
         metavar="S",
     ),
     _Flag(
+        "retry", "--retry-kind", "storm run: how a failed attempt is retried: none, immediate "
+        "(the naive client) or backoff (capped exponential, full jitter); default none",
+        _retry_kind, metavar="KIND", part="kind", always=True,
+    ),
+    _Flag(
+        "retry", "--max-attempts", "storm run: attempts per request, the first included "
+        "(>= 2 when retrying)", _positive_int, metavar="N", part="max_attempts",
+    ),
+    _Flag(
+        "retry", "--retry-base-ms", "backoff: the first retry waits up to MS; default 100",
+        _positive_number, _number, metavar="MS", part="base_millis",
+    ),
+    _Flag(
+        "retry", "--retry-cap-ms", "backoff: no wait is longer than MS; default 2000",
+        _positive_number, _number, metavar="MS", part="cap_millis",
+    ),
+    _Flag(
+        "retry", "--retry-budget", "retries at most RATIO of first attempts (0..1) over a "
+        "sliding 10 s window, plus one a second; default: no budget", _ratio, _number,
+        metavar="RATIO", part="budget_ratio",
+    ),
+    _Flag(
+        "retry", "--honor-retry-after", "wait at least what a 429 / 503's Retry-After asks",
+        None, part="honor_retry_after",
+    ),
+    _Flag(
+        "retry", "--breaker-failure-ratio", "a circuit breaker opens when this share of its "
+        "last calls failed; default: no breaker", _open_ratio, _number, metavar="RATIO",
+        part="breaker.failure_ratio", always=True,
+    ),
+    _Flag(
+        "retry", "--breaker-min-calls", "breaker: calls seen before it may open (its window); "
+        "default 20", _positive_int, metavar="N", part="breaker.min_calls",
+    ),
+    _Flag(
+        "retry", "--breaker-open-seconds", "breaker: seconds it stays open before probing; "
+        "default 5", _positive_number, _number, metavar="S", part="breaker.open_seconds",
+    ),
+    _Flag(
+        "retry", "--breaker-probes", "breaker: trial calls half-open; default 3",
+        _positive_int, metavar="N", part="breaker.probes",
+    ),
+    _Flag(
+        "trigger", "--trigger-start", "storm run: POST a fault window to every target, "
+        "starting S seconds into the run", _non_negative_number, _number, metavar="S",
+        part="start_s", always=True,
+    ),
+    _Flag(
+        "trigger", "--trigger-duration", "the fault window's length in seconds",
+        _positive_number, _number, metavar="S", part="duration_s", always=True,
+    ),
+    _Flag(
+        "trigger", "--trigger-mode", "slow (each /work waits --trigger-extra-ms more) or fail "
+        "(answered --trigger-status); default slow", _trigger_mode, metavar="MODE",
+        part="mode", always=True,
+    ),
+    _Flag(
+        "trigger", "--trigger-extra-ms", "slow: ms added to each /work", _positive_int,
+        metavar="MS", part="extra_millis",
+    ),
+    _Flag(
+        "trigger", "--trigger-status", "fail: the status each /work gets (500 or 503; default "
+        "503)", _positive_int, metavar="STATUS", part="status",
+    ),
+    _Flag(
+        "fault_token_file", "--fault-token-file", "file holding the nodes' fault token (the "
+        "trigger's Authorization: Bearer)", metavar="FILE",
+    ),
+    _Flag(
         "json_path", "--json", "write the JSON report ('-': stdout)", metavar="FILE", output=True
     ),
     _Flag(
@@ -191,8 +276,79 @@ _TABLE: tuple[_Flag, ...] = (
     _Flag("quiet", "--quiet", "no progress bar and no tables", None, output=True),
 )  # fmt: skip
 
-# LoadPlan field -> the flag that sets it, so plan errors name what the user typed.
-FLAGS: dict[str, str] = {entry.field: entry.flag for entry in _TABLE if not entry.output}
+# LoadPlan field -> the flag that sets it (for a value of several flags, the one that says it
+# is there), so plan errors name what the user typed.
+FLAGS: dict[str, str] = {}
+for _entry in _TABLE:
+    if not _entry.output and (_entry.part is None or _entry.always):
+        FLAGS.setdefault(_entry.field, _entry.flag)
+del _entry
+# "retry.max_attempts", "trigger.mode", ... -> the flag of that part.
+_PART_FLAGS: dict[str, str] = {
+    f"{entry.field}.{entry.part}": entry.flag for entry in _TABLE if entry.part is not None
+}
+# A RetryPolicy names its fields as the spec does (retry.maxAttempts): -> the flag.
+_POLICY_FLAGS: dict[str, str] = {
+    "retry.kind": "--retry-kind",
+    "retry.maxAttempts": "--max-attempts",
+    "retry.baseMillis": "--retry-base-ms",
+    "retry.capMillis": "--retry-cap-ms",
+    "retry.budgetRatio": "--retry-budget",
+    "retry.honorRetryAfter": "--honor-retry-after",
+    "retry.breaker.failureRatio": "--breaker-failure-ratio",
+    "retry.breaker.minCalls": "--breaker-min-calls",
+    "retry.breaker.openSeconds": "--breaker-open-seconds",
+    "retry.breaker.probes": "--breaker-probes",
+}
+_BREAKER = "breaker."
+
+
+def _part_default(field: str, part: str) -> Any:
+    if field == "trigger":
+        defaults = {item.name: item.default for item in fields(Trigger)}
+        return defaults.get(part)
+    if part.startswith(_BREAKER):
+        cls: type = BreakerSettings
+        part = part.removeprefix(_BREAKER)
+    else:
+        cls = RetryPolicy
+    return {item.name: item.default for item in fields(cls)}[part]
+
+
+def _part_value(value: Any, part: str) -> Any:
+    if part.startswith(_BREAKER):
+        value = value.breaker
+        if value is None:
+            return None
+        part = part.removeprefix(_BREAKER)
+    return getattr(value, part)
+
+
+def _compose(field: str, parts: dict[str, Any]) -> Any:
+    """The plan value that the flags of ``field`` describe together."""
+    if field == "trigger":
+        if "start_s" not in parts or "duration_s" not in parts:
+            missing = "--trigger-start" if "start_s" not in parts else "--trigger-duration"
+            given = ", ".join(_PART_FLAGS[f"trigger.{part}"] for part in sorted(parts))
+            raise UsageError(f"argument {missing}: a trigger needs it (given: {given})")
+        return Trigger(**parts)
+    breaker = {
+        part.removeprefix(_BREAKER): value
+        for part, value in parts.items()
+        if part.startswith(_BREAKER)
+    }
+    policy = {part: value for part, value in parts.items() if not part.startswith(_BREAKER)}
+    try:
+        if breaker:
+            policy["breaker"] = BreakerSettings(**breaker)
+        return RetryPolicy(**policy)
+    except PolicyError as exc:
+        flag = _POLICY_FLAGS.get(exc.field, exc.field)
+        message = exc.message
+        # The policy speaks the spec's names; the user typed flags.
+        for name, other in sorted(_POLICY_FLAGS.items(), key=lambda item: -len(item[0])):
+            message = message.replace(name, other)
+        raise UsageError(f"argument {flag}: {message}") from None
 
 
 def _defaults() -> dict[str, Any]:
@@ -216,7 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
         help_ = entry.help
         if "{default}" in help_:
             help_ = help_.format(default=entry.show(defaults[entry.field]))
-        kwargs: dict[str, Any] = {"dest": entry.field, "default": None, "help": help_}
+        kwargs: dict[str, Any] = {"dest": _dest(entry), "default": None, "help": help_}
         if entry.convert is None:
             kwargs["action"] = "store_true"
         else:
@@ -231,15 +387,29 @@ def parse(argv: Sequence[str]) -> tuple[LoadPlan, CliOptions]:
     """Flags -> (plan, options). Raises :class:`UsageError` naming the flag on bad input."""
     args = build_parser().parse_args(list(argv))
     given: dict[bool, dict[str, Any]] = {False: {}, True: {}}
+    parts: dict[str, dict[str, Any]] = {}
     for entry in _TABLE:
-        value = getattr(args, entry.field)
-        if value is not None:
+        value = getattr(args, _dest(entry))
+        if entry.part is not None:
+            # A switch not given is False, not None: only a given flag describes the value.
+            if value is not None and value is not False:
+                parts.setdefault(entry.field, {})[entry.part] = value
+        elif value is not None:
             given[entry.output][entry.field] = tuple(value) if entry.repeated else value
     try:
+        for field, described in parts.items():
+            given[False][field] = _compose(field, described)
         plan = LoadPlan(**given[False])
     except PlanError as exc:
-        raise UsageError(f"argument {FLAGS.get(exc.field, exc.field)}: {exc.message}") from None
+        flag = FLAGS.get(exc.field) or _PART_FLAGS.get(exc.field, exc.field)
+        raise UsageError(f"argument {flag}: {exc.message}") from None
     return plan, CliOptions(**given[True])
+
+
+def _dest(entry: _Flag) -> str:
+    if entry.part is None:
+        return entry.field
+    return f"{entry.field}__{entry.part.replace('.', '__')}"
 
 
 def build_argv(
@@ -259,7 +429,14 @@ def build_argv(
     argv: list[str] = []
     for entry in _TABLE:
         value = getattr(options if entry.output else plan, entry.field)
-        if entry.always or value != defaults[entry.field]:
+        if entry.part is not None:
+            if value is None:
+                continue
+            value, default = _part_value(value, entry.part), _part_default(entry.field, entry.part)
+            if value is None or not (entry.always or value != default):
+                continue
+            argv += entry.argv(value)
+        elif entry.always or value != defaults[entry.field]:
             argv += entry.argv(value)
     return argv
 

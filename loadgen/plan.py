@@ -10,15 +10,20 @@ from __future__ import annotations
 import math
 import urllib.parse
 from dataclasses import dataclass, field, replace
+from typing import Any, Literal
 
 from loadgen import schedule
+from loadgen.resilience import RetryPolicy
 
 __all__ = [
     "DEFAULT_PATH",
     "DEFAULT_REQUESTS",
     "DEFAULT_TARGETS",
+    "FAULT_STATUSES",
     "LoadPlan",
     "PlanError",
+    "Trigger",
+    "TriggerMode",
 ]
 
 # The workshop's three nodes (module 1, step 1).
@@ -38,6 +43,93 @@ class PlanError(ValueError):
         super().__init__(f"{field_name}: {message}")
         self.field = field_name
         self.message = message
+
+
+TriggerMode = Literal["slow", "fail"]
+# What the node's POST /fault accepts (node_service.fault): checked here so a bad trigger is a
+# usage error before the run, not a 422 from every node at its start.
+FAULT_STATUSES = (500, 503)
+_FAULT_SECONDS_MAX = 3600.0
+_EXTRA_MILLIS_MAX = 60_000
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """The retry storm's trigger: a fault window on every target, ``start_s`` seconds into the
+    run for ``duration_s`` seconds; ``slow`` adds ``extra_millis`` to each /work, ``fail``
+    answers it ``status`` (503 when None)."""
+
+    start_s: float
+    duration_s: float
+    mode: TriggerMode = "slow"
+    extra_millis: int | None = None
+    status: int | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.start_s) or not 0 <= self.start_s <= _FAULT_SECONDS_MAX:
+            raise PlanError("trigger.start_s", f"must be 0..3600 seconds, got {self.start_s!r}")
+        if not _is_number(self.duration_s) or not 0 < self.duration_s <= _FAULT_SECONDS_MAX:
+            raise PlanError(
+                "trigger.duration_s", f"must be a positive number of seconds up to 3600, "
+                f"got {self.duration_s!r}",
+            )  # fmt: skip
+        if self.mode not in ("slow", "fail"):
+            raise PlanError("trigger.mode", f"must be slow or fail, got {self.mode!r}")
+        if self.mode == "slow":
+            extra = self.extra_millis
+            if extra is None:
+                raise PlanError("trigger.extra_millis", "mode slow needs the wait it adds (ms)")
+            if isinstance(extra, bool) or not isinstance(extra, int):
+                raise PlanError("trigger.extra_millis", f"must be an integer, got {extra!r}")
+            if not 1 <= extra <= _EXTRA_MILLIS_MAX:
+                raise PlanError("trigger.extra_millis", f"must be 1..60000 ms, got {extra}")
+            if self.status is not None:
+                raise PlanError("trigger.status", "is for mode fail")
+        else:
+            if self.extra_millis is not None:
+                raise PlanError("trigger.extra_millis", "is for mode slow")
+            if self.status is not None and self.status not in FAULT_STATUSES:
+                raise PlanError("trigger.status", f"must be 500 or 503, got {self.status!r}")
+
+    @property
+    def end_s(self) -> float:
+        """Seconds into the run at which the window ends (exclusive)."""
+        return self.start_s + self.duration_s
+
+    def fault_body(self) -> dict[str, Any]:
+        """The body of the node's ``POST /fault`` for this window, posted at the run's start."""
+        body: dict[str, Any] = {
+            "startsInSeconds": self.start_s,
+            "durationSeconds": self.duration_s,
+            "mode": self.mode,
+        }
+        if self.mode == "slow":
+            body["extraMillis"] = self.extra_millis
+        elif self.status is not None:
+            body["status"] = self.status
+        return body
+
+    def to_report(self) -> dict[str, Any]:
+        """``lastRun.trigger``: the window in seconds from the run's start, and what it did."""
+        window: dict[str, Any] = {
+            "startSeconds": _plain(self.start_s),
+            "endSeconds": _plain(self.end_s),
+            "durationSeconds": _plain(self.duration_s),
+            "mode": self.mode,
+        }
+        if self.mode == "slow":
+            window["extraMillis"] = self.extra_millis
+        else:
+            window["status"] = self.status or 503
+        return window
+
+
+def _plain(value: float) -> int | float:
+    return int(value) if float(value).is_integer() else round(float(value), 3)
+
+
+def _is_number(value: object) -> bool:
+    return not isinstance(value, bool) and isinstance(value, int | float) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -67,6 +159,12 @@ class LoadPlan:
     fresh_connections: bool = False
     # Overall bound on one run (one sweep level); None derives it from the stop condition.
     deadline_s: float | None = field(default=None)
+    # Phase 5, the retry storm: how a request is retried (None: never), the fault window
+    # posted to every target at the run's start, and the file holding the nodes' fault token.
+    # A plan that retries or has a trigger runs through loadgen.storm.
+    retry: RetryPolicy | None = None
+    trigger: Trigger | None = None
+    fault_token_file: str | None = None
 
     def __post_init__(self) -> None:
         # Tuples keep the plan hashable and frozen even when callers pass lists.
@@ -81,6 +179,12 @@ class LoadPlan:
     def mode(self) -> str:
         """``"open"`` with a fixed rate, else ``"closed"``."""
         return "open" if self.rate is not None else "closed"
+
+    @property
+    def storm(self) -> bool:
+        """Whether the run goes through the storm path (a retry policy that retries, or a
+        trigger): every arrival its own task, retried as the policy says."""
+        return self.trigger is not None or (self.retry is not None and self.retry.retries)
 
     @property
     def scheduled(self) -> int | None:
@@ -160,10 +264,38 @@ def _validate(plan: LoadPlan) -> None:
         raise PlanError("calibrate", f"must be an integer, got {plan.calibrate!r}")
     if plan.calibrate < 0:
         raise PlanError("calibrate", f"must be zero or positive, got {plan.calibrate}")
+    _validate_storm(plan)
     if plan.generation is not None and (
         isinstance(plan.generation, bool) or not isinstance(plan.generation, int)
     ):
         raise PlanError("generation", f"must be an integer, got {plan.generation!r}")
+
+
+def _validate_storm(plan: LoadPlan) -> None:
+    if plan.retry is not None and not isinstance(plan.retry, RetryPolicy):
+        raise PlanError("retry", f"must be a RetryPolicy, got {plan.retry!r}")
+    if plan.trigger is not None and not isinstance(plan.trigger, Trigger):
+        raise PlanError("trigger", f"must be a Trigger, got {plan.trigger!r}")
+    if plan.fault_token_file is not None and (
+        not isinstance(plan.fault_token_file, str) or not plan.fault_token_file
+    ):
+        raise PlanError("fault_token_file", f"must be a file path, got {plan.fault_token_file!r}")
+    if plan.storm and plan.rate is None:
+        what = "trigger" if plan.trigger is not None else "retry"
+        raise PlanError(what, "the storm run is an open loop: it needs a rate")
+    trigger = plan.trigger
+    if trigger is None:
+        return
+    if plan.duration_s is None:
+        raise PlanError("trigger", "needs a run of a duration, not a request count")
+    if trigger.end_s >= plan.duration_s:
+        raise PlanError(
+            "trigger.duration_s",
+            f"the window ({_plain(trigger.start_s)} s + {_plain(trigger.duration_s)} s) must end "
+            f"before the run does ({_plain(plan.duration_s)} s), to show what comes after it",
+        )
+    if plan.fault_token_file is None:
+        raise PlanError("fault_token_file", "a trigger posts /fault, which needs the nodes' token")
 
 
 def _check_url(target: str) -> None:

@@ -37,7 +37,10 @@ def shard_plans(plan: LoadPlan) -> list[LoadPlan]:
 
     Request counts and rates stay global: each worker sends the indices of its shard
     (``i, i+P, ...``), which splits both evenly and interleaves the open loop's schedule.
+    A storm run is not sharded (``loadgen.runner.run_storm`` says why).
     """
+    if plan.storm:
+        raise ValueError("a storm run (retries or a trigger) runs in one process")
     shares = schedule.split_evenly(plan.concurrency, plan.processes)
     return [replace(plan, concurrency=share, processes=1, sweep=None) for share in shares]
 

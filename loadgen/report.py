@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hdrh.histogram import HdrHistogram
 
@@ -15,15 +15,22 @@ from loadgen.accumulators import RunResult
 from loadgen.histogram import LatencySummary, encode_histogram, summarize
 from loadgen.plan import LoadPlan
 from loadgen.rows import down_rows, node_rows
+from loadgen.timeline import storm_figures
 from loadgen.timestamps import rfc3339
+
+if TYPE_CHECKING:
+    from loadgen.storm import StormRun
 
 __all__ = [
     "ERROR_RATIO_LIMIT",
     "SCHEMA_VERSION",
+    "STORM_VERDICTS",
     "VERDICTS",
     "build_report",
     "calibration_entry",
     "rate_per_second",
+    "storm_entries",
+    "storm_verdict",
     "sweep_entry",
     "verdict",
 ]
@@ -31,6 +38,7 @@ __all__ = [
 SCHEMA_VERSION = 1
 ERROR_RATIO_LIMIT = 0.01
 VERDICTS = ("OK", "Crashed", "Errors")
+STORM_VERDICTS = ("Recovered", "DidNotRecover", "NoTrigger")
 
 
 def verdict(p99_ms: float | None, errors: int, requests: int, slo_p99_ms: float) -> str:
@@ -45,6 +53,51 @@ def verdict(p99_ms: float | None, errors: int, requests: int, slo_p99_ms: float)
     if requests == 0 or p99_ms is None or errors / requests > ERROR_RATIO_LIMIT:
         return "Errors"
     return "OK"
+
+
+def storm_verdict(has_trigger: bool, recovered: bool) -> str:
+    """``storm.verdict``: ``NoTrigger`` without a fault window, else whether goodput came back
+    after it (``Recovered``) or stayed down (``DidNotRecover``: the metastable storm)."""
+    if not has_trigger:
+        return "NoTrigger"
+    return "Recovered" if recovered else "DidNotRecover"
+
+
+def storm_entries(storm: StormRun) -> dict[str, Any]:
+    """The storm run's own report fields: ``timeline``, ``storm``, ``retry``, ``trigger``."""
+    trigger = storm.trigger
+    figures = storm_figures(
+        storm.timeline.seconds,
+        None if trigger is None else trigger.start_s,
+        None if trigger is None else trigger.end_s,
+    )
+    width, points = storm.timeline.points()
+    summary: dict[str, Any] = {
+        **figures.to_report(),
+        "verdict": storm_verdict(trigger is not None, figures.recovered),
+        "triggerWindow": None
+        if trigger is None
+        else {"startSeconds": _number(trigger.start_s), "endSeconds": _number(trigger.end_s)},
+        "offered": storm.offered,
+        "attempts": storm.attempts,
+        "retries": storm.retries,
+        "attemptErrors": dict(sorted(storm.attempt_errors.items())),
+        "inFlightCap": storm.in_flight_cap,
+        "peakInFlight": storm.peak_in_flight,
+    }
+    if storm.breaker_transitions is not None:
+        summary["breaker"] = {
+            "transitions": storm.breaker_transitions,
+            "rejected": storm.breaker_rejected,
+        }
+    if storm.budget_denied is not None:
+        summary["budgetDenied"] = storm.budget_denied
+    return {
+        "timeline": {"secondsPerPoint": width, "points": points},
+        "storm": summary,
+        "retry": storm.policy.to_mapping(),
+        "trigger": None if trigger is None else trigger.to_report(),
+    }
 
 
 def rate_per_second(count: int, duration_s: float) -> float:
@@ -119,11 +172,13 @@ def build_report(
     started_at: datetime | None = None,
     calibration: dict[str, Any] | None = None,
     sweep: list[dict[str, Any]] | None = None,
+    storm: StormRun | None = None,
 ) -> dict[str, Any]:
     """The report of ``result``, the run of ``plan`` (for a sweep: the last level run).
 
     ``started_at`` is when the whole run began (calibration and earlier sweep levels
-    included); by default the measured level's own start.
+    included); by default the measured level's own start. A storm run (``storm``) adds its
+    :func:`storm_entries`; other reports do not have those keys.
     """
     stats = result.stats
     latency = stats.latency()
@@ -132,7 +187,7 @@ def build_report(
     breaking = None
     if sweep:
         breaking = next((row["concurrency"] for row in sweep if row["verdict"] != "OK"), None)
-    return {
+    report: dict[str, Any] = {
         "schemaVersion": SCHEMA_VERSION,
         "generation": plan.generation,
         "startedAt": rfc3339(started_at or result.started_at, timespec="milliseconds"),
@@ -175,3 +230,6 @@ def build_report(
         "verdict": run_verdict,
         "histogram": encode_histogram(latency),
     }
+    if storm is not None:
+        report.update(storm_entries(storm))
+    return report

@@ -7,15 +7,18 @@ event loop, so call it from a thread when already inside one.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from loadgen import processes, report, session, targets
+from loadgen import processes, report, session, storm, targets
 from loadgen.accumulators import RunResult
 from loadgen.plan import LoadPlan
 
-__all__ = ["ProgressSink", "calibrate", "effective_plan", "run", "run_one_level"]
+__all__ = ["ProgressSink", "calibrate", "effective_plan", "run", "run_one_level", "run_storm"]
+
+_log = logging.getLogger(__name__)
 
 
 class ProgressSink(Protocol):
@@ -66,8 +69,34 @@ def calibrate(plan: LoadPlan) -> dict[str, Any] | None:
         rate=None,
         sweep=None,
         deadline_s=None,
+        retry=None,
+        trigger=None,
     )
     return report.calibration_entry(run_one_level(calibration_plan))
+
+
+def run_storm(plan: LoadPlan, progress: ProgressSink | None = None) -> storm.StormRun:
+    """A storm run of ``plan`` (:mod:`loadgen.storm`), in this process.
+
+    Always one process: the run's one retrier, its budget and breaker, must see every outcome,
+    as one client's do; sharded, each process would open its own breaker on a third of the
+    evidence. One process starts hundreds of arrivals a second, above a lab fleet's capacity.
+    """
+    if plan.processes > 1:
+        _log.warning(
+            "a storm run uses one load process (asked for %d): its retry budget and circuit "
+            "breaker see every request, as one client's do",
+            plan.processes,
+        )
+    if progress is not None:
+        progress.begin(f"storm r={plan.rate:g}", plan.scheduled, plan.duration_s)
+    try:
+        return storm.run_storm_sync(
+            replace(plan, processes=1), progress.update if progress is not None else None
+        )
+    finally:
+        if progress is not None:
+            progress.end()
 
 
 def run(plan: LoadPlan, *, progress: ProgressSink | None = None) -> dict[str, Any]:
@@ -79,6 +108,15 @@ def run(plan: LoadPlan, *, progress: ProgressSink | None = None) -> dict[str, An
     started_at = datetime.now(UTC)
     plan = effective_plan(plan)
     calibration = calibrate(plan)
+    if plan.storm:
+        outcome = run_storm(plan, progress)
+        return report.build_report(
+            replace(plan, processes=1),
+            outcome.result,
+            started_at=started_at,
+            calibration=calibration,
+            storm=outcome,
+        )
     if plan.sweep is None:
         result = run_one_level(plan, progress)
         return report.build_report(plan, result, started_at=started_at, calibration=calibration)

@@ -50,7 +50,8 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "byKind": {
                         "type": "object",
                         "propertyNames": {
-                            "pattern": "^(connect|down|not_sent|timeout|other|http_[0-9]{3})$"
+                            "pattern": "^(connect|down|not_sent|timeout|other|http_[0-9]{3}"
+                            "|gave_up|breaker_open|refused)$"
                         },
                         "additionalProperties": _COUNT,
                     },
@@ -113,3 +114,67 @@ REPORT_SCHEMA: dict[str, Any] = {
         }
     ),
 }
+
+# A storm run's own fields (docs/load-report.md, "The storm run"): present only in its report.
+_RATIO: dict[str, Any] = {"type": "number", "minimum": 0}
+_POINT: dict[str, Any] = {
+    "type": "object",
+    "required": ["t", "offered", "attempts", "successes"],
+    "additionalProperties": False,
+    "properties": {
+        "t": _COUNT,
+        "offered": _RATIO,
+        "attempts": _RATIO,
+        "successes": _RATIO,
+        "errors": {"type": "object", "additionalProperties": _RATIO},
+        "p50Millis": _MILLIS,
+        "p99Millis": _MILLIS,
+        "breaker": {"enum": ["closed", "open", "half-open"]},
+    },
+}
+_WINDOW: dict[str, Any] = {
+    "type": ["object", "null"],
+    "required": ["startSeconds", "endSeconds"],
+    "properties": {"startSeconds": _RATIO, "endSeconds": _RATIO},
+}
+REPORT_SCHEMA["properties"].update(
+    {
+        "timeline": {
+            "type": "object",
+            "required": ["secondsPerPoint", "points"],
+            "additionalProperties": False,
+            "properties": {
+                "secondsPerPoint": {"type": "integer", "minimum": 1},
+                "points": {"type": "array", "maxItems": 120, "items": _POINT},
+            },
+        },
+        "storm": {
+            "type": "object",
+            "required": ["recovered", "verdict", "triggerWindow", "offered", "attempts"],
+            "properties": {
+                "recovered": {"type": "boolean"},
+                "verdict": {"enum": ["Recovered", "DidNotRecover", "NoTrigger"]},
+                "triggerWindow": _WINDOW,
+                "amplification": _RATIO,
+                "triggerAmplification": _RATIO,
+                "goodputDuringTrigger": _RATIO,
+                "goodputAfterTrigger": _RATIO,
+                "recoverySeconds": _COUNT,
+                "offered": _COUNT,
+                "attempts": _COUNT,
+                "retries": _COUNT,
+                "attemptErrors": {"type": "object", "additionalProperties": _COUNT},
+                "inFlightCap": _COUNT,
+                "peakInFlight": _COUNT,
+                "breaker": _object({"transitions": _COUNT, "rejected": _COUNT}),
+                "budgetDenied": _COUNT,
+            },
+        },
+        "retry": {"type": "object"},
+        "trigger": {
+            "type": ["object", "null"],
+            "required": ["startSeconds", "endSeconds", "durationSeconds", "mode"],
+            "properties": {"mode": {"enum": ["slow", "fail"]}},
+        },
+    }
+)

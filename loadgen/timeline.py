@@ -17,6 +17,8 @@ from typing import Any
 
 from hdrh.histogram import HdrHistogram
 
+from loadgen.histogram import HIGHEST_TRACKABLE_US, LOWEST_TRACKABLE_US, merge_into
+
 __all__ = [
     "MAX_POINTS",
     "RECOVERY_RATIO",
@@ -29,7 +31,6 @@ __all__ = [
 
 # Two significant digits: a per-second p99 needs no more, and a second's histogram stays small.
 _DIGITS = 2
-_HIGHEST_US = 3_600_000_000
 
 # status.lastRun must stay far below etcd's object size limit (1.5 MiB): at most this many
 # points, each about 150 bytes; a longer run merges neighbouring seconds into one point.
@@ -42,7 +43,7 @@ RECOVERY_SECONDS = 3
 
 
 def _histogram() -> HdrHistogram:
-    return HdrHistogram(1, _HIGHEST_US, _DIGITS)
+    return HdrHistogram(LOWEST_TRACKABLE_US, HIGHEST_TRACKABLE_US, _DIGITS)
 
 
 @dataclass
@@ -63,8 +64,7 @@ class Second:
         self.successes += other.successes
         for kind, count in other.errors.items():
             self.errors[kind] = self.errors.get(kind, 0) + count
-        if other.latency.get_total_count():
-            self.latency.add(other.latency)
+        merge_into(self.latency, other.latency)
         if other.breaker is not None:
             self.breaker = other.breaker
 
@@ -93,7 +93,7 @@ class Timeline:
         """A request ended with an answer at ``t``, ``latency_us`` after it was due."""
         second = self._at(t)
         second.successes += 1
-        second.latency.record_value(min(max(latency_us, 1), _HIGHEST_US))
+        second.latency.record_value(min(max(latency_us, LOWEST_TRACKABLE_US), HIGHEST_TRACKABLE_US))
 
     def error(self, t: float, kind: str) -> None:
         """An attempt failed at ``t`` (``timeout``, ``shed``, ``limited``, ``error``...), or a
@@ -142,7 +142,7 @@ class Timeline:
                 breaker=row.get("breaker"),
             )
             if row.get("latency"):
-                second.latency.add(HdrHistogram.decode(row["latency"]))
+                merge_into(second.latency, HdrHistogram.decode(row["latency"]))
             timeline.seconds.append(second)
         return timeline
 
