@@ -19,19 +19,7 @@ from loadgen.balancing import (
     StrategyError,
     parse_strategy,
 )
-
-
-class FakeClock:
-    """Monotonic seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 def load(balancer: LeastOutstanding | PowerOfTwoChoices | PeakEwma, counts: list[int]) -> None:

@@ -14,16 +14,7 @@ from node_service.bucket import TokenBucket
 from node_service.front import Front
 from node_service.settings import NodeSettings, Protection
 from node_service.work import QueueFull, WorkRunner
-
-
-class FakeClock:
-    """A clock that moves only when told."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import FakeClock
 
 
 def test_bucket_admits_a_burst_then_refills_at_the_rate() -> None:

@@ -5,19 +5,7 @@ from __future__ import annotations
 import pytest
 
 from loadgen.resilience.breaker import BreakerState, CircuitBreaker
-
-
-class FakeClock:
-    """Monotonic seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 def breaker(

@@ -9,19 +9,7 @@ import pytest
 from loadgen.resilience.breaker import BreakerState
 from loadgen.resilience.policy import BreakerSettings, RetryPolicy
 from loadgen.resilience.retrier import OUTCOMES, RETRIED, Outcome, Retrier
-
-
-class FakeClock:
-    """Monotonic seconds that move only when a test says so."""
-
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from tests.support.clock import FakeClock
 
 
 def retrier(policy: RetryPolicy, clock: FakeClock | None = None, **kwargs: float) -> Retrier:
