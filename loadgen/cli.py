@@ -18,6 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
+from loadgen.balancing import StrategyError, parse_strategy
 from loadgen.plan import DEFAULT_REQUESTS, LoadPlan, PlanError, Trigger
 from loadgen.resilience import BreakerSettings, PolicyError, RetryPolicy
 
@@ -88,6 +89,13 @@ _sweep_levels = _checked(
 )
 
 
+def _strategy(text: str) -> str:
+    try:
+        return parse_strategy(text, field="--balancing")
+    except StrategyError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
+
+
 def _report_to(text: str) -> str:
     from loadgen.reporter import parse_report_to
 
@@ -143,7 +151,7 @@ _TABLE: tuple[_Flag, ...] = (
         "flight); default {default}", _positive_int, metavar="N", short="-c", always=True,
     ),
     _Flag(
-        "targets", "--target", "node base URL, repeatable; requests go round-robin. "
+        "targets", "--target", "node base URL, repeatable; requests spread by --balancing. "
         "Default: the workshop's nodes on 127.0.0.1:5001-5003",
         metavar="URL", repeated=True, always=True,
     ),
@@ -196,6 +204,10 @@ _TABLE: tuple[_Flag, ...] = (
         "deadline_s", "--deadline", "cut each run (sweep level) short after S seconds; default "
         "derived from the stop condition and the timeout", _positive_number, _number,
         metavar="S",
+    ),
+    _Flag(
+        "balancing", "--balancing", "which target each request goes to: round-robin, random, "
+        "least-outstanding, p2c or peak-ewma; default {default}", _strategy, metavar="STRATEGY",
     ),
     _Flag(
         "retry", "--retry-kind", "storm run: how a failed attempt is retried: none, immediate "

@@ -5,6 +5,15 @@ any target. Per request it costs two clock reads, two regex searches of the answ
 histogram records and a look at its target's health; nothing else (no per-request tasks,
 progress redraws or dictionaries). Failed connects take a slower path (``loadgen.health``).
 
+Which target a request goes to is the plan's ``balancing`` (:mod:`loadgen.balancing`).
+Round-robin is request ``index mod len(targets)``, with no balancer at all. Any other
+strategy has one balancer per shard (per process: it sees only its own requests), seeded by
+the shard's index so a run's picks replay: it picks the target when the request is sent and
+is told when it started and when it finished (answered, failed, timed out or cancelled), so
+its outstanding counts always come back to zero. A picked target that is backing off after
+failed connects gets its probe when one is due; otherwise the request goes to the least busy
+target that is up, so a dead node, which never holds a request, does not draw them all.
+
 With a request count or an open loop's schedule, every request index is counted exactly once:
 answered, failed (``connect``, ``down`` when its target was backing off, ``timeout``, ...), or
 ``not_sent`` when the run ended first. A closed loop by duration counts what it sent.
@@ -14,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 import re
 import time
 from collections.abc import Callable
@@ -23,6 +33,7 @@ import aiohttp
 
 from loadgen import schedule
 from loadgen.accumulators import NodeStats, RunResult, RunStats
+from loadgen.balancing import DEFAULT_STRATEGY, STRATEGIES, Balancer
 from loadgen.health import TargetHealth
 from loadgen.plan import LoadPlan
 
@@ -57,7 +68,13 @@ class _RunEnded(Exception):
 class _Shard:
     """The state of one process's share of a run: its clients share one index counter."""
 
-    def __init__(self, plan: LoadPlan, session: aiohttp.ClientSession, shard: tuple[int, int]):
+    def __init__(
+        self,
+        plan: LoadPlan,
+        session: aiohttp.ClientSession,
+        shard: tuple[int, int],
+        balancer: Balancer | None = None,
+    ):
         self.session = session
         self.targets = plan.targets
         self.urls = tuple(target + plan.path for target in plan.targets)
@@ -68,6 +85,12 @@ class _Shard:
         scheduled = plan.scheduled
         self.limit: int | float = math.inf if scheduled is None else scheduled
         self.health = TargetHealth(len(plan.targets))
+        # None: round-robin by request index, with no bookkeeping per request.
+        if balancer is None and plan.balancing != DEFAULT_STRATEGY:
+            balancer = STRATEGIES[plan.balancing](
+                len(plan.targets), random.Random(shard[0]), time.perf_counter
+            )
+        self.balancer = balancer
         # Only /work answers carry a service time; other paths skip the search.
         self.wants_service = plan.path.startswith("/work")
         self.start = 0.0
@@ -112,14 +135,25 @@ class _Shard:
             await send(index, intended)
 
     async def send(self, index: int, intended: float) -> None:
-        """One request to target ``index mod len(targets)``, recorded in ``self.stats``.
+        """One request, recorded in ``self.stats``: to target ``index mod len(targets)``, or
+        to the one the balancer picks.
 
         ``intended`` is the open loop's scheduled start (0.0 in a closed loop).
         """
-        slot = index % len(self.urls)
-        if self.health.retry_at[slot] and not await self._may_send(slot):
-            return
+        balancer = self.balancer
+        if balancer is None:
+            slot = index % len(self.urls)
+            if self.health.retry_at[slot] and not await self._may_send(slot):
+                return
+        else:
+            slot = balancer.pick()
+            if self.health.retry_at[slot]:
+                slot = await self._route_around(slot)
+                if slot < 0:
+                    return
+            balancer.started(slot)
         sent = time.perf_counter()
+        status = 0
         try:
             async with self.session.get(self.urls[slot], timeout=self.timeout) as response:
                 body = await response.read()
@@ -133,6 +167,10 @@ class _Shard:
                 self.health.connect_failed(slot, time.perf_counter())
             self.stats.record_error(self.targets[slot], classify_error(exc))
             return
+        finally:
+            # Whatever ended the request (an answer, an error, the deadline's cancellation).
+            if balancer is not None:
+                balancer.finished(slot, time.perf_counter() - sent, 200 <= status < 300)
         finished = time.perf_counter()
         if self.health.retry_at[slot]:
             self.health.answered_by(slot)
@@ -155,6 +193,31 @@ class _Shard:
             node.record(int((finished - sent) * 1_000_000))
         if self.wants_service and (service := _SERVICE_FIELD.search(body)) is not None:
             self.stats.record_service(int(float(service[1]) * 1000))
+
+    async def _route_around(self, slot: int) -> int:
+        """The target a balanced request goes to when its pick, ``slot``, is backing off.
+
+        ``slot`` itself when its probe is due (claimed here); else the up target with the
+        fewest outstanding requests, scanning from the one after ``slot``; with none up,
+        :meth:`_may_send` decides for ``slot``: -1 when the request is not sent.
+        """
+        health = self.health
+        if not health.claim(slot, time.perf_counter()):
+            return slot
+        assert self.balancer is not None
+        outstanding = self.balancer.outstanding
+        retry_at = health.retry_at
+        n = len(retry_at)
+        best = -1
+        for offset in range(1, n):
+            index = slot + offset
+            if index >= n:
+                index -= n
+            if not retry_at[index] and (best < 0 or outstanding[index] < outstanding[best]):
+                best = index
+        if best >= 0:
+            return best
+        return slot if await self._may_send(slot) else -1
 
     async def _may_send(self, slot: int) -> bool:
         """Whether a request for ``slot``, a target whose connects failed, may go now.
@@ -214,6 +277,7 @@ async def run_plan(
     *,
     shard: tuple[int, int] = (0, 1),
     on_progress: ProgressCallback | None = None,
+    balancer: Balancer | None = None,
 ) -> RunResult:
     """Run ``plan`` (one level: ``plan.sweep`` is ignored) over ``session``; return its stats.
 
@@ -221,12 +285,13 @@ async def run_plan(
     ``n``); ``plan.concurrency`` is this shard's own number of clients. The run ends when the
     count or the duration is done, or at the plan's overall deadline, whichever comes first;
     requests cut off by the deadline count as timeouts, and the requests it left unsent as
-    ``not_sent``.
+    ``not_sent``. ``balancer`` replaces the one ``plan.balancing`` names (over as many targets),
+    so a caller can watch its counts.
     """
     index, shards = shard
     if not 0 <= index < shards:
         raise ValueError(f"bad shard {shard!r}")
-    state = _Shard(plan, session, shard)
+    state = _Shard(plan, session, shard, balancer)
     started_at = datetime.now(UTC)
     state.start = time.perf_counter()
     if plan.duration_s is not None and plan.rate is None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from loadgen import schedule
+from loadgen.balancing import DEFAULT_STRATEGY, StrategyError, StrategyName, parse_strategy
 from loadgen.resilience import RetryPolicy
 
 __all__ = [
@@ -159,6 +160,9 @@ class LoadPlan:
     fresh_connections: bool = False
     # Overall bound on one run (one sweep level); None derives it from the stop condition.
     deadline_s: float | None = field(default=None)
+    # Phase 6, fast and slow nodes: which target each request goes to (loadgen.balancing).
+    # round-robin keeps the engine's plain ``index % targets`` path.
+    balancing: StrategyName = DEFAULT_STRATEGY
     # Phase 5, the retry storm: how a request is retried (None: never), the fault window
     # posted to every target at the run's start, and the file holding the nodes' fault token.
     # A plan that retries or has a trigger runs through loadgen.storm.
@@ -265,6 +269,7 @@ def _validate(plan: LoadPlan) -> None:
     if plan.calibrate < 0:
         raise PlanError("calibrate", f"must be zero or positive, got {plan.calibrate}")
     _validate_storm(plan)
+    _validate_balancing(plan)
     if plan.generation is not None and (
         isinstance(plan.generation, bool) or not isinstance(plan.generation, int)
     ):
@@ -296,6 +301,17 @@ def _validate_storm(plan: LoadPlan) -> None:
         )
     if plan.fault_token_file is None:
         raise PlanError("fault_token_file", "a trigger posts /fault, which needs the nodes' token")
+
+
+def _validate_balancing(plan: LoadPlan) -> None:
+    try:
+        parse_strategy(plan.balancing, field="balancing")
+    except StrategyError as exc:
+        raise PlanError("balancing", exc.message) from None
+    if plan.storm and plan.balancing != DEFAULT_STRATEGY:
+        # The storm path sends (and retries on the next target) round-robin; a report naming
+        # another strategy would describe a run that did not happen.
+        raise PlanError("balancing", "a storm run (retries or a trigger) balances round-robin")
 
 
 def _check_url(target: str) -> None:

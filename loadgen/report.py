@@ -198,6 +198,7 @@ def build_report(
         "concurrency": plan.concurrency,
         "rate": None if plan.rate is None else _number(plan.rate),
         "processes": plan.processes,
+        "balancing": plan.balancing,
         "durationSeconds": round(result.duration_s, 3),
         "scheduled": plan.scheduled,
         "requests": stats.requests,
@@ -213,6 +214,7 @@ def build_report(
                 "requests": row.requests,
                 "successes": row.successes,
                 "errors": row.errors,
+                "share": round(row.share, 4),
                 "rps": rate_per_second(row.successes, result.duration_s),
                 "latencyMillis": {
                     "p50": row.latency.p50 if row.latency else 0.0,

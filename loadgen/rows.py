@@ -21,6 +21,7 @@ class NodeRow:
     successes: int
     errors: int
     latency: LatencySummary | None
+    share: float = 0.0  # of the run's requests (successes and errors): 0 for an empty run
 
     @property
     def requests(self) -> int:
@@ -34,6 +35,7 @@ def node_rows(stats: RunStats) -> list[NodeRow]:
     A failed request has no answer, so it is charged to the node its target has always
     answered as (one pod behind one address); a target that answered as several nodes (a
     load-balanced Service) or never answered gets a row of its own, named by the target URL.
+    ``share`` is the row's requests over all of them, so the rows' shares sum to 1.
     """
     successes = {node: s.successes for node, s in stats.nodes.items()}
     errors: dict[str, int] = dict.fromkeys(stats.nodes, 0)
@@ -47,6 +49,7 @@ def node_rows(stats: RunStats) -> list[NodeRow]:
             successes.setdefault(key, 0)
             targets.setdefault(key, target)
         errors[key] += count
+    total = sum(successes.values()) + sum(errors.values())
     rows = [
         NodeRow(
             node=node,
@@ -54,6 +57,7 @@ def node_rows(stats: RunStats) -> list[NodeRow]:
             successes=successes[node],
             errors=errors[node],
             latency=summarize(histograms[node]) if node in histograms else None,
+            share=(successes[node] + errors[node]) / total if total else 0.0,
         )
         for node in errors
     ]

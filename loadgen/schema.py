@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from loadgen.balancing import STRATEGIES
+
 __all__ = ["REPORT_SCHEMA"]
 
 _MILLIS: dict[str, Any] = {"type": "number", "minimum": 0}
@@ -40,6 +42,7 @@ REPORT_SCHEMA: dict[str, Any] = {
             "concurrency": {"type": "integer", "minimum": 1},
             "rate": {"type": ["number", "null"], "exclusiveMinimum": 0},
             "processes": {"type": "integer", "minimum": 1},
+            "balancing": {"enum": list(STRATEGIES)},
             "durationSeconds": {"type": "number", "minimum": 0},
             "scheduled": {"type": ["integer", "null"], "minimum": 1},
             "requests": _COUNT,
@@ -71,6 +74,7 @@ REPORT_SCHEMA: dict[str, Any] = {
                         "requests": _COUNT,
                         "successes": _COUNT,
                         "errors": _COUNT,
+                        "share": {"type": "number", "minimum": 0, "maximum": 1},
                         "rps": {"type": "number", "minimum": 0},
                         "latencyMillis": _object({"p50": _MILLIS, "p99": _MILLIS, "max": _MILLIS}),
                     }

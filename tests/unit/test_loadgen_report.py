@@ -28,7 +28,8 @@ T0 = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
 # The keys of docs/contracts.md, in its order.
 CONTRACT_KEYS = [
     "schemaVersion", "generation", "startedAt", "finishedAt", "mode", "path", "targets",
-    "concurrency", "rate", "processes", "durationSeconds", "scheduled", "requests", "successes",
+    "concurrency", "rate", "processes", "balancing", "durationSeconds", "scheduled", "requests",
+    "successes",
     "errors", "rps", "latencyMillis", "serviceMillis", "perNode", "targetsDown", "calibration",
     "sweep",
     "breakingConcurrency", "sloP99Millis", "verdict", "histogram",
@@ -109,9 +110,11 @@ def test_per_node_rows_sum_to_the_totals() -> None:
         "requests": 10,
         "successes": 7,
         "errors": 3,
+        "share": 0.6667,
         "rps": 3.5,
         "latencyMillis": {"p50": 5.0, "p99": 5.0, "max": 5.0},
     }
+    assert sum(row["share"] for row in rows) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_a_run_where_nothing_answered_still_reports() -> None:
