@@ -3,6 +3,9 @@
 Before anything starts, the tour checks each phase's CPU (replicas x workers x cpuPerWorker)
 against this machine's cores, as a scheduler would, says what this machine can show, and
 picks the mode that shows the workshop's shapes (unless ``--mode`` says which).
+
+``--storm`` runs phase 5's retry storms instead (:mod:`nodelab.local.storm_tour`) and
+``--balancing`` phase 6's strategies (:mod:`nodelab.local.balancing_tour`), each on one lab.
 """
 
 from __future__ import annotations
@@ -15,11 +18,29 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nodelab.local import chart, common, results, statusdoc, tables
+from loadgen.balancing import STRATEGIES
+from nodelab.local import (
+    balancing_chart,
+    balancing_tour,
+    chart,
+    common,
+    results,
+    statusdoc,
+    storm_chart,
+    storm_tour,
+    tables,
+)
 from nodelab.local.fleet import Fleet
 from nodelab.local.narration import Narrator, wide_console
 from nodelab.local.phase_run import PhaseResult, run_phase
-from nodelab.local.settings import LocalSettings, Mode, build_parser, parse, settings_from_args
+from nodelab.local.settings import (
+    LocalSettings,
+    Mode,
+    add_tour_flags,
+    build_parser,
+    parse,
+    settings_from_args,
+)
 from nodelab.model import quantity
 from nodelab.model import spec as nodelab_spec
 
@@ -126,11 +147,40 @@ def phase_files(phases_dir: Path) -> list[Path]:
     return sorted(phases_dir.glob("phase-[1-9]-*.yaml"))
 
 
-def tour_title(settings: LocalSettings) -> str:
+def tour_title(settings: LocalSettings, what: str = "scaling tour") -> str:
     """The table's and the chart's title: where and how the tour ran."""
     mode = "I/O-wait mode" if settings.mode == "io" else "CPU mode"
     quick = ", quick (work and SLO scaled down)" if settings.quick else ""
-    return f"NodeLab scaling tour on {settings.cores} cores, {mode}{quick}"
+    return f"NodeLab {what} on {settings.cores} cores, {mode}{quick}"
+
+
+def _load_all(files: Sequence[Path]) -> list[tuple[Path, nodelab_spec.NodeLab]] | None:
+    labs = []
+    for path in files:
+        lab = common.load_phase(path, PROG)
+        if lab is None:
+            return None
+        labs.append((path, lab))
+    return labs
+
+
+def queue_mode_line(
+    labs: Sequence[nodelab_spec.NodeLab], requested: Mode | None
+) -> tuple[Mode, str]:
+    """The storm and balancing tours' mode: I/O unless ``--mode cpu``, and what it means.
+
+    Their lessons are about queues (retries piling onto workers, a slow node's queue), not
+    cores: I/O mode keeps the cores from deciding them on a small machine.
+    """
+    mode: Mode = requested or "io"
+    if not any(lab.spec.node.load_factor > 0 for lab in labs):
+        return mode, "Work: the phase files' ioMillis waits (no CPU work), whatever the mode."
+    if mode == "io":
+        return mode, (
+            "Mode: I/O - fib(n) becomes a wait of the same length, so the workers' queues, not "
+            "this machine's cores, decide (--mode cpu runs the CPU work)."
+        )
+    return mode, "Mode: CPU (--mode cpu): fib(n) runs on this machine's cores."
 
 
 def main(argv: Sequence[str]) -> int:
@@ -140,10 +190,12 @@ def main(argv: Sequence[str]) -> int:
         "Run phases 1-4 in order on 127.0.0.1 (one fleet, reused or scaled between phases as a "
         "Deployment would), print them side by side with the capacity model, save a chart. "
         "Without --mode the tour chooses: CPU when every phase's CPU (replicas x workers x "
-        "cpuPerWorker) fits this machine's cores, else I/O.",
+        "cpuPerWorker) fits this machine's cores, else I/O. --storm: phase 5's retry storms "
+        "(5a, 5b, 5c) instead; --balancing: phase 6a's fleet with every strategy.",
     )
     parser.add_argument("--out", help="where the chart and JSON go [./nodelab-out]")
     parser.add_argument("--phases", help="folder of phase files [manifests/phases]")
+    add_tour_flags(parser)
     # No --mode (nor NODELAB_LOCAL_MODE): the tour chooses for this machine (choose_mode).
     parser.set_defaults(mode=os.environ.get(MODE_ENV) or None)
     args, code = parse(parser, argv)
@@ -151,16 +203,17 @@ def main(argv: Sequence[str]) -> int:
         return code
     requested: Mode | None = args.mode if args.mode in ("cpu", "io") else None
     settings = settings_from_args(args)
+    if settings.tour == "storm":
+        return storm_main(settings, requested)
+    if settings.tour == "balancing":
+        return balancing_main(settings, requested)
     files = phase_files(settings.phases_dir)
     if not files:
         print(f"{PROG}: no phase-N-*.yaml files in {settings.phases_dir}", file=sys.stderr)
         return common.EXIT_USAGE
-    labs: list[tuple[Path, nodelab_spec.NodeLab]] = []
-    for path in files:
-        lab = common.load_phase(path, PROG)
-        if lab is None:
-            return common.EXIT_USAGE
-        labs.append((path, lab))
+    labs = _load_all(files)
+    if labs is None:
+        return common.EXIT_USAGE
     choice = choose_mode(settings.cores, [(path.stem, lab) for path, lab in labs], requested)
     settings = dataclasses.replace(settings, mode=choice.mode)
     narrator = Narrator()
@@ -194,6 +247,91 @@ def main(argv: Sequence[str]) -> int:
             f"results: {settings.out_dir / 'tour.json'}; NodeLab status after the last phase: "
             f"{settings.out_dir / 'status.json'}"
         )
+        return 0
+
+    return common.with_fleet(settings, narrator, PROG, body)
+
+
+def storm_main(settings: LocalSettings, requested: Mode | None) -> int:
+    """``--storm``: phases 5a, 5b, 5c on one lab, one table, the timelines side by side."""
+    files = storm_tour.storm_files(settings.phases_dir)
+    if not files:
+        print(f"{PROG}: no phase-5?-*.yaml files in {settings.phases_dir}", file=sys.stderr)
+        return common.EXIT_USAGE
+    labs = _load_all(files)
+    if labs is None:
+        return common.EXIT_USAGE
+    mode, mode_line = queue_mode_line([lab for _, lab in labs], requested)
+    settings = dataclasses.replace(settings, mode=mode)
+    narrator = Narrator()
+    out = wide_console()
+    out.print("[bold]What the storm lab shows[/bold]")
+    for line in storm_tour.intro_lines([(path.stem, lab) for path, lab in labs]):
+        out.print(line, markup=False)
+    out.print(mode_line, markup=False)
+    out.print()
+
+    def body(fleet: Fleet) -> int:
+        done: list[PhaseResult] = []
+        phases: list[storm_tour.StormPhase] = []
+        for generation, (path, lab) in enumerate(labs, start=1):
+            narrator.say(f"[bold]{path.stem}[/bold] ({generation}/{len(labs)})")
+            result = run_phase(path, lab, settings, fleet, narrator, generation=generation)
+            done.append(result)
+            phases.append(storm_tour.storm_phase(result))
+        title = tour_title(settings, "retry-storm tour")
+        out.print(storm_tour.storm_table(phases, title))
+        out.print("[bold]Why[/bold] (the storm model's reasons)")
+        for line in storm_tour.why_lines(phases):
+            out.print(f"  {line}", markup=False)
+        paths = storm_chart.save_storm_chart(phases, settings.out_dir, title=title)
+        document = settings.out_dir / "storm.json"
+        results.write_results(document, settings, done, storm_tour.results_extra(phases))
+        out.print(f"chart: {paths[0]} and {paths[1]}")
+        out.print(f"results: {document}")
+        return 0
+
+    return common.with_fleet(settings, narrator, PROG, body)
+
+
+def balancing_main(settings: LocalSettings, requested: Mode | None) -> int:
+    """``--balancing``: phase 6a's fleet with every strategy, one table and a chart."""
+    path = balancing_tour.balancing_file(settings.phases_dir)
+    if path is None:
+        print(f"{PROG}: no phase-6a-*.yaml file in {settings.phases_dir}", file=sys.stderr)
+        return common.EXIT_USAGE
+    lab = common.load_phase(path, PROG)
+    if lab is None:
+        return common.EXIT_USAGE
+    mode, mode_line = queue_mode_line([lab], requested)
+    settings = dataclasses.replace(settings, mode=mode)
+    narrator = Narrator()
+    out = wide_console()
+    out.print("[bold]What the balancing lab shows[/bold]")
+    for line in balancing_tour.intro_lines(lab):
+        out.print(line, markup=False)
+    out.print(mode_line, markup=False)
+    out.print()
+
+    def body(fleet: Fleet) -> int:
+        done: list[PhaseResult] = []
+        runs: list[balancing_tour.BalancingRun] = []
+        for generation, strategy in enumerate(STRATEGIES, start=1):
+            narrator.say(f"[bold]{strategy}[/bold] ({generation}/{len(STRATEGIES)})")
+            variant = balancing_tour.with_strategy(lab, strategy)
+            result = run_phase(path, variant, settings, fleet, narrator, generation=generation)
+            done.append(result)
+            runs.append(balancing_tour.balancing_run(result))
+        title = tour_title(settings, "load-balancing tour")
+        out.print(balancing_tour.balancing_table(runs, title))
+        out.print("[bold]Why each verdict[/bold] (the balancing model)")
+        for line in balancing_tour.verdict_lines(runs):
+            out.print(f"  {line}", markup=False)
+        paths = balancing_chart.save_balancing_chart(runs, settings.out_dir, title=title)
+        document = settings.out_dir / "balancing.json"
+        results.write_results(document, settings, done, balancing_tour.results_extra(runs))
+        out.print(f"chart: {paths[0]} and {paths[1]}")
+        out.print(f"results: {document}")
         return 0
 
     return common.with_fleet(settings, narrator, PROG, body)

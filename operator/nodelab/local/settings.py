@@ -16,6 +16,8 @@ __all__ = [
     "DEFAULT_BASE_PORT",
     "LocalSettings",
     "Mode",
+    "Tour",
+    "add_tour_flags",
     "available_cores",
     "build_parser",
     "default_phases_dir",
@@ -24,6 +26,8 @@ __all__ = [
 ]
 
 Mode = Literal["cpu", "io"]
+# Which tour ``nodelab tour`` runs: phases 1-4, phase 5's storms or phase 6's strategies.
+Tour = Literal["scaling", "storm", "balancing"]
 # The workshop's first node port (module 1, step 1): replica i listens on base + i.
 DEFAULT_BASE_PORT = 5001
 
@@ -61,6 +65,7 @@ class LocalSettings:
     health_timeout_per_process_s: float = 1.5
     grace_s: float = 10.0
     calibration_requests: int = CALIBRATION_REQUESTS
+    tour: Tour = "scaling"
 
 
 def _port(text: str) -> int:
@@ -97,10 +102,30 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
+def add_tour_flags(parser: argparse.ArgumentParser) -> None:
+    """``--storm`` and ``--balancing``: which tour runs (at most one; neither: phases 1-4)."""
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
+        "--storm",
+        dest="tour",
+        action="store_const",
+        const="storm",
+        help="phase 5: one fault, three retry policies (5a, 5b, 5c) on one lab, side by side",
+    )
+    which.add_argument(
+        "--balancing",
+        dest="tour",
+        action="store_const",
+        const="balancing",
+        help="phase 6: one fleet with a slow node, every load-balancing strategy in turn",
+    )
+
+
 def settings_from_args(args: argparse.Namespace) -> LocalSettings:
     """Build the settings from parsed flags (flags a command lacks keep their defaults)."""
     defaults = LocalSettings()
     status_out = getattr(args, "status_out", None)
+    tour = getattr(args, "tour", None)
     return LocalSettings(
         quick=bool(args.quick),
         mode="io" if args.mode == "io" else "cpu",
@@ -109,6 +134,7 @@ def settings_from_args(args: argparse.Namespace) -> LocalSettings:
         json_output=bool(getattr(args, "json", False)),
         out_dir=Path(getattr(args, "out", None) or defaults.out_dir),
         phases_dir=Path(getattr(args, "phases", None) or defaults.phases_dir),
+        tour="storm" if tour == "storm" else "balancing" if tour == "balancing" else "scaling",
     )
 
 
