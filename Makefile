@@ -28,6 +28,7 @@ venv: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/nodelab tour $(if $(FULL),,--quick)
+	@echo "more tours: nodelab tour --storm --quick (phase 5: one fault, three retry policies) and nodelab tour --balancing --quick (phase 6: one slow node, every balancing strategy)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
