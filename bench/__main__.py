@@ -1,4 +1,4 @@
-"""``python -m bench [--quick] [--json FILE] [--rows 1,2,3,4,5,6]``: run the rows, print one table.
+"""``python -m bench [--quick] [--json FILE] [--rows 1,2,...]``: run the rows, print one table.
 
 Exit codes: 0 when every row was measured (misses are results, not failures), 1 when a row
 broke (its line says why), 2 on bad flags, 130 when interrupted (143 on SIGTERM). Every process
@@ -23,7 +23,16 @@ from nodelab.local import procs
 from nodelab.local.narration import wide_console
 from nodelab.local.settings import available_cores
 
-from bench import cluster_row, operator_row, row_client, row_health, row_latency, row_model
+from bench import (
+    cluster_row,
+    operator_row,
+    row_balancing,
+    row_client,
+    row_health,
+    row_latency,
+    row_model,
+    row_storm,
+)
 from bench.common import Context, say
 from bench.table import Row, counts, render
 from bench.wrk import ensure_wrk
@@ -51,6 +60,16 @@ ROWS: dict[str, tuple[str, RowRunner, bool]] = {
         cluster_row.run,
         False,
     ),
+    "7": (
+        "balancing: one node of three 5x slower, every strategy vs round-robin and the model",
+        row_balancing.run,
+        False,
+    ),
+    "8": (
+        "retry storm: phases 5a-5c vs the storm model; storm-path client CPU vs plain",
+        row_storm.run,
+        False,
+    ),
 }
 
 
@@ -58,7 +77,9 @@ def _rows_flag(text: str) -> tuple[str, ...]:
     chosen = tuple(part.strip() for part in text.split(",") if part.strip())
     unknown = [key for key in chosen if key not in ROWS]
     if not chosen or unknown:
-        raise argparse.ArgumentTypeError(f"rows are 1-6, comma-separated; got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"rows are {','.join(ROWS)}, comma-separated; got {text!r}"
+        )
     return chosen
 
 
