@@ -90,8 +90,8 @@ def balancing_figure(runs: Sequence[BalancingRun], *, title: str) -> Figure:
         slo = runs[0].slo_ms
         right.axhline(slo, color="#c62828", linestyle="--", linewidth=1.5)
         right.annotate(
-            f"SLO {slo:,.0f} ms", xy=(positions[-1] + 0.4, slo), xytext=(0, 4),
-            textcoords="offset points", ha="right", color="#c62828", fontsize=8,
+            f"SLO {slo:,.0f} ms", xy=(-0.45, slo), xytext=(0, 4),
+            textcoords="offset points", ha="left", color="#c62828", fontsize=8,
         )  # fmt: skip
     right.set_xticks(positions, names, rotation=15, ha="right")
     right.set_ylabel("p99 latency, ms")

@@ -63,7 +63,11 @@ def storm_figure(phases: Sequence[StormPhase], *, title: str) -> Figure:
     for ax, phase in zip(axes[0], phases, strict=False):
         _panel(ax, phase)
     axes[0][0].set_ylabel("requests per second")
-    handles, labels = axes[0][0].get_legend_handles_labels()
+    legend: dict[str, Any] = {}  # label -> handle, first panel first (the breaker may be later)
+    for ax in axes[0]:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            legend.setdefault(label, handle)
+    handles, labels = list(legend.values()), list(legend)
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=len(handles), fontsize=9)
     fig.suptitle(title, fontsize=13)
@@ -76,15 +80,23 @@ def _panel(ax: Any, phase: StormPhase) -> None:
     window = phase.trigger_window
     if window is not None:
         ax.axvspan(window[0], window[1], color=_TRIGGER, alpha=0.6, label="trigger (the fault)")
-    ax.plot(series["t"], series["offered"], color=_OFFERED, linewidth=1.5, label="offered")
-    ax.plot(series["t"], series["attempts"], color=_ATTEMPTS, linewidth=2, label="attempts sent")
-    ax.plot(series["t"], series["successes"], color=_GOODPUT, linewidth=2.5, label="goodput")
+    # Each point counts one second (or secondsPerPoint): drawn as steps, not as a slope.
+    for key, colour, width, label in (
+        ("offered", _OFFERED, 1.5, "offered"),
+        ("attempts", _ATTEMPTS, 2.0, "attempts sent"),
+        ("successes", _GOODPUT, 2.5, "goodput"),
+    ):
+        ax.plot(
+            series["t"], series[key], color=colour, linewidth=width, label=label,
+            drawstyle="steps-mid",
+        )  # fmt: skip
     predicted = phase.prediction.timeline_points()
     ax.plot(
         [float(p["t"]) + 0.5 for p in predicted],
         [float(p["successes"]) for p in predicted],
         color=_MODEL,
         linestyle="--",
+        drawstyle="steps-mid",
         linewidth=1.5,
         label="goodput, storm model",
     )

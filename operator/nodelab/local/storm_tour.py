@@ -250,39 +250,37 @@ def storm_table(phases: Sequence[StormPhase], title: str) -> Table:
     """The phases side by side: policy, protection, and each figure measured / model."""
     table = Table(title=title, title_justify="left")
     table.add_column("phase", no_wrap=True)
-    table.add_column("retry policy")
-    table.add_column("protection")
-    table.add_column("offered rps", justify="right", no_wrap=True)
-    table.add_column("capacity rps", justify="right", no_wrap=True)
-    for column in ("amplification", "in trigger", "goodput during", "goodput after"):
+    table.add_column("retry policy", min_width=16)
+    table.add_column("protection", min_width=14)
+    table.add_column("offered\nrps", justify="right", no_wrap=True)
+    table.add_column("capacity rps\n(in trigger)", justify="right", no_wrap=True)
+    for column in ("amplif.\noverall", "amplif.\nin trigger", "goodput\nduring", "goodput\nafter"):
         table.add_column(column, justify="right", no_wrap=True)
-    table.add_column("recovery", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
+    table.add_column("recovery", min_width=15)
     for phase in phases:
         figures, p = phase.figures, phase.prediction
         rate = phase.report.get("rate") or phase.lab.spec.load.rate
-        verdict, predicted = phase.verdict, phase.predicted_verdict
+        verdict = phase.verdict
+        recovery = _recovery(figures.get("recoverySeconds"), bool(figures.get("recovered")))
         table.add_row(
             phase.label,
             retry_words(phase.lab.spec.load.retry),
             protection_words(phase.lab),
             _pair(_num(rate, 1), _num(p.offered_rps, 1)),
-            f"{p.capacity_rps:.1f} (during {p.capacity_during_rps:.1f})",
+            f"{p.capacity_rps:.1f} ({p.capacity_during_rps:.1f})",
             _pair(_num(figures.get("amplification")), _num(p.amplification)),
             _pair(_num(figures.get("triggerAmplification")), _num(p.trigger_amplification)),
             _pair(_pct(figures.get("goodputDuringTrigger")), _pct(p.goodput_during)),
             _pair(_pct(figures.get("goodputAfterTrigger")), _pct(p.goodput_after)),
-            _pair(
-                _recovery(figures.get("recoverySeconds"), bool(figures.get("recovered"))),
-                _recovery(p.recovery_s, p.recovered),
-            ),
-            f"[{_verdict_style(verdict)}]{verdict}[/] [dim]/ {predicted}[/]",
+            f"[{_verdict_style(verdict)}]{recovery}[/] [dim]/ "
+            f"{_recovery(p.recovery_s, p.recovered)}[/]",
         )
     table.caption = (
         "each figure: measured / storm model; capacity = the model's requests per second the "
-        "fleet serves (during the trigger); amplification = attempts / offered (overall, in the "
-        "trigger window); goodput = successes / offered; recovery = seconds after the trigger "
-        f"until {storm.RECOVERY_SECONDS} s in a row of goodput >= {storm.RECOVERY_RATIO:.0%}"
+        "fleet serves (inside the trigger window); amplification = attempts / offered (overall, "
+        "in the trigger window); goodput = successes / offered; recovery = seconds after the "
+        f"trigger until {storm.RECOVERY_SECONDS} s in a row of goodput >= "
+        f"{storm.RECOVERY_RATIO:.0%}"
     )
     return table
 
