@@ -10,7 +10,7 @@ import pytest
 from nodelab.local import balancing_chart, balancing_tour
 from nodelab.local.phase_run import PhaseResult
 from nodelab.local.workload import Workload
-from nodelab.model import capacity, spec
+from nodelab.model import balancing, capacity, prediction, spec
 from nodelab.model.prediction import Calibration
 from rich.console import Console
 
@@ -112,15 +112,14 @@ def test_only_the_strategy_changes() -> None:
     assert variant.spec.load.concurrency == lab.spec.load.concurrency
 
 
-def test_the_slow_node_is_the_last_replica_and_five_times_slower() -> None:
+def test_the_slow_node_is_the_last_replica_as_the_model_orders_them() -> None:
     lab = balancing_lab()
     assert balancing_tour.slow_replicas(lab) == (2,)
-    fast, _, slow = balancing_tour.node_profiles(
-        lab, Calibration(5, 44.0, 41.0), io_millis=40, cores=2
-    )
-    assert fast.service_ms == pytest.approx(44.0)
-    assert slow.service_ms == pytest.approx(3.0 + 41.0 * 5)  # overhead + 5x the work
-    assert fast.workers == slow.workers == 2
+    result = phase_result("p2c", balancing_report("p2c", 250.0, "OK"))
+    profiles = prediction.node_profiles(result.calibration, result.lab, result.where, io_millis=40)
+    assert profiles[2].service_ms > 4 * profiles[0].service_ms
+    expected = balancing.predict_balancing("p2c", profiles, 12)
+    assert balancing_tour.balancing_run(result).prediction == expected
 
 
 def test_the_model_sends_the_slow_node_less_than_a_third_unless_blind() -> None:

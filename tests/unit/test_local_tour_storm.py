@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import pytest
 from nodelab.local import storm_chart, storm_tour
 from nodelab.local.phase_run import PhaseResult
 from nodelab.local.workload import Workload
-from nodelab.model import capacity, spec, storm
+from nodelab.model import capacity, prediction, spec
 from nodelab.model.prediction import Calibration
 from rich.console import Console
 
@@ -88,7 +89,13 @@ def storm_report(
         "scheduled": 640,
         "timeline": {"secondsPerPoint": 1, "points": points},
         "storm": figures,
-        "trigger": {"startSeconds": 4, "endSeconds": 7, "durationSeconds": 3, "mode": "slow"},
+        "trigger": {
+            "startSeconds": 4,
+            "endSeconds": 7,
+            "durationSeconds": 3,
+            "mode": "slow",
+            "extraMillis": 1500,
+        },
     }
 
 
@@ -130,22 +137,27 @@ def text_of(table: object) -> str:
     return buffer.getvalue()
 
 
-def test_the_scenario_is_the_run_as_the_model_sees_it() -> None:
+def test_the_prediction_is_the_one_storm_feeds() -> None:
     result = phase_result("phase-5c-defended", storm_report(down_after=False, recovery=1))
-    scenario = storm_tour.storm_scenario(
-        result.lab, result.report, service_ms=42.0, io_millis=40, cores=2, duration_s=16.0
+    expected = prediction.predict_storm(
+        result.calibration, result.lab, result.where, result.report, io_millis=40
     )
-    assert (scenario.rate_rps, scenario.duration_s, scenario.timeout_s) == (40.0, 16.0, 1.0)
-    assert (scenario.workers, scenario.replicas, scenario.service_ms) == (4, 1, 42.0)
-    assert scenario.trigger == storm.Trigger(4.0, 3.0, "slow", 1500.0)
-    assert scenario.protection == storm.NodeProtection(max_queue=2, retry_after_s=1.0)
-    assert scenario.policy.honor_retry_after and scenario.policy.breaker is not None
-    assert scenario.cpu_ms == pytest.approx(2.0)
+    assert storm_tour.storm_phase(result).prediction == expected
+
+
+def test_a_run_that_is_no_storm_is_refused() -> None:
+    result = phase_result("phase-5a-storm", storm_report(down_after=True))
+    load = dataclasses.replace(result.lab.spec.load, rate=None, requests=10, retry=None)
+    lab = dataclasses.replace(
+        result.lab, spec=dataclasses.replace(result.lab.spec, load=load, trigger=None)
+    )
+    with pytest.raises(ValueError, match="not a storm run"):
+        storm_tour.storm_phase(dataclasses.replace(result, lab=lab))
 
 
 def test_the_window_the_run_used_wins_over_the_spec() -> None:
     report = storm_report(down_after=True)
-    report["trigger"] = {"startSeconds": 2, "endSeconds": 3.5}
+    report["trigger"] = {"startSeconds": 2, "endSeconds": 3.5, "mode": "slow", "extraMillis": 1500}
     lab = storm_lab("phase-5a-storm")
     assert storm_tour.trigger_window(lab, report) == (2.0, 3.5)
     assert storm_tour.trigger_window(lab, {}) == (4.0, 7.0)

@@ -19,9 +19,8 @@ from rich.table import Table
 
 from loadgen.balancing import STRATEGIES
 from nodelab.local.phase_run import PhaseResult
-from nodelab.model import balancing
+from nodelab.model import balancing, prediction
 from nodelab.model import spec as nodelab_spec
-from nodelab.model.prediction import Calibration
 
 __all__ = [
     "BalancingRun",
@@ -29,7 +28,6 @@ __all__ = [
     "balancing_run",
     "balancing_table",
     "intro_lines",
-    "node_profiles",
     "slow_replicas",
     "verdict_lines",
     "with_strategy",
@@ -84,7 +82,7 @@ def with_strategy(
 
 def slow_replicas(lab: nodelab_spec.NodeLab) -> tuple[int, ...]:
     """Which replicas are slow: the last ``slowPool.replicas`` of them, as the fleet starts
-    them (the fast pool first, replicas - slowPool.replicas of it)."""
+    them and :func:`nodelab.model.prediction.node_profiles` orders them."""
     node = lab.spec.node
     pool = node.slow_pool
     if pool is None:
@@ -92,37 +90,11 @@ def slow_replicas(lab: nodelab_spec.NodeLab) -> tuple[int, ...]:
     return tuple(range(node.replicas - pool.replicas, node.replicas))
 
 
-def node_profiles(
-    lab: nodelab_spec.NodeLab, calibration: Calibration, *, io_millis: int, cores: int
-) -> list[balancing.NodeProfile]:
-    """The fleet as the balancing model sees it: S measured alone for a fast node; a slow one
-    takes its work (what is inside the worker) ``serviceFactor`` times longer, plus
-    ``extraMillis``; everything but the configured wait needs one of this machine's cores."""
-    node = lab.spec.node
-    slow = set(slow_replicas(lab))
-    pool = node.slow_pool
-    overhead = max(calibration.latency_ms - calibration.service_ms, 0.0)
-    profiles = []
-    for index in range(node.replicas):
-        factor, extra = 1.0, 0.0
-        if index in slow and pool is not None:
-            factor = pool.service_factor or 1.0
-            extra = float(pool.extra_millis or 0)
-        service = overhead + calibration.service_ms * factor + extra
-        cpu = max(calibration.latency_ms - io_millis, 0.0) * factor
-        profiles.append(
-            balancing.NodeProfile(
-                service_ms=service, workers=node.workers, cpu_ms=min(cpu, service), cores=cores
-            )
-        )
-    return profiles
-
-
 def balancing_run(result: PhaseResult) -> BalancingRun:
     """A measured run and the balancing model's prediction for its strategy."""
     lab = result.lab
-    profiles = node_profiles(
-        lab, result.calibration, io_millis=result.workload.io_millis, cores=result.cores
+    profiles = prediction.node_profiles(
+        result.calibration, lab, result.where, io_millis=result.workload.io_millis
     )
     return BalancingRun(
         strategy=lab.spec.load.balancing,

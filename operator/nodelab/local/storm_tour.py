@@ -10,7 +10,6 @@ prediction (:mod:`nodelab.model.storm`) for the same fleet, calibrated here.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,11 +17,10 @@ from typing import Any
 
 from rich.table import Table
 
-from loadgen.resilience.budget import DEFAULT_MIN_PER_SECOND
 from loadgen.resilience.policy import RetryPolicy
 from nodelab.local.phase_run import PhaseResult
+from nodelab.model import prediction, storm
 from nodelab.model import spec as nodelab_spec
-from nodelab.model import storm
 
 __all__ = [
     "StormPhase",
@@ -31,7 +29,6 @@ __all__ = [
     "retry_words",
     "storm_files",
     "storm_phase",
-    "storm_scenario",
     "storm_table",
     "why_lines",
 ]
@@ -89,77 +86,23 @@ def trigger_window(
     return None if spec is None else (spec.start_seconds, spec.end_seconds)
 
 
-def storm_scenario(
-    lab: nodelab_spec.NodeLab,
-    report: Mapping[str, Any],
-    *,
-    service_ms: float,
-    io_millis: int,
-    cores: int,
-    duration_s: float,
-) -> storm.StormScenario:
-    """The storm model's view of one local run: the spec's load, retries, protection and
-    trigger (the window the run used), the fleet's calibrated service time S, and this
-    machine's cores shared by every node (what is not the configured wait needs a core)."""
-    node, load = lab.spec.node, lab.spec.load
-    if load.rate is None:
-        raise ValueError(f"{lab.name}: a storm run needs an open loop (spec.load.rate)")
-    trigger = None
-    window = trigger_window(lab, report)
-    spec_trigger = lab.spec.trigger
-    if window is not None and spec_trigger is not None:
-        trigger = storm.Trigger(
-            start_s=window[0],
-            duration_s=window[1] - window[0],
-            mode=spec_trigger.mode,
-            extra_ms=float(spec_trigger.extra_millis or 0),
-        )
-    protection = node.protection or nodelab_spec.ProtectionSpec()
-    return storm.StormScenario(
-        rate_rps=float(load.rate),
-        duration_s=duration_s,
-        timeout_s=float(load.timeout_seconds),
-        service_ms=service_ms,
-        workers=node.workers,
-        replicas=node.replicas,
-        policy=load.retry or RetryPolicy(),
-        trigger=trigger,
-        protection=storm.NodeProtection(
-            max_queue=protection.max_queue,
-            retry_after_s=float(protection.retry_after_seconds),
-            rate_limit=protection.rate_limit or 0.0,
-        ),
-        cores=float(cores),
-        cpu_ms=max(service_ms - io_millis, 0.0),
-        # One Retrier per load process: each has its own budget floor.
-        budget_floor_rps=DEFAULT_MIN_PER_SECOND * load.processes,
-    )
-
-
-def _run_seconds(result: PhaseResult) -> float:
-    duration = result.workload.duration_s or result.lab.spec.load.duration_seconds
-    if duration:
-        return float(duration)
-    # A request-bounded open loop: its arrivals take requests / rate seconds.
-    rate = result.lab.spec.load.rate or 1.0
-    return math.ceil(float(result.report.get("scheduled") or 0) / rate) or 1.0
-
-
 def storm_phase(result: PhaseResult) -> StormPhase:
-    """A measured run and the storm model's prediction for it (S from its calibration)."""
-    scenario = storm_scenario(
+    """A measured run and the storm model's prediction for it (``nodelab.model.prediction``'s
+    storm feed: S from the run's calibration, the window and length the run used)."""
+    predicted = prediction.predict_storm(
+        result.calibration,
         result.lab,
+        result.where,
         result.report,
-        service_ms=result.calibration.latency_ms,
         io_millis=result.workload.io_millis,
-        cores=result.cores,
-        duration_s=_run_seconds(result),
     )
+    if predicted is None:
+        raise ValueError(f"{result.source}: not a storm run (no trigger, retries or rate)")
     return StormPhase(
         label=Path(result.source).stem or result.lab.name,
         lab=result.lab,
         report=result.report,
-        prediction=storm.predict_storm(scenario),
+        prediction=predicted,
     )
 
 
