@@ -63,6 +63,7 @@ RESOURCES: dict[str, kmock.ResourceInfo] = {
     "v1/pods": kmock.ResourceInfo(kind="Pod", namespaced=True, verbs=_ALL),
     "v1/services": kmock.ResourceInfo(kind="Service", namespaced=True, verbs=_ALL),
     "v1/serviceaccounts": kmock.ResourceInfo(kind="ServiceAccount", namespaced=True, verbs=_ALL),
+    "v1/secrets": kmock.ResourceInfo(kind="Secret", namespaced=True, verbs=_ALL),
     "apps/v1/deployments": kmock.ResourceInfo(kind="Deployment", namespaced=True, verbs=_ALL),
     "batch/v1/jobs": kmock.ResourceInfo(kind="Job", namespaced=True, verbs=_ALL),
     "rbac.authorization.k8s.io/v1/roles": kmock.ResourceInfo(

@@ -22,6 +22,7 @@ import pytest
 import yaml
 from nodelab.model import crd, spec, validation
 
+from tests.support.phase56_labs import balancing_lab, storm_lab
 from tests.support.podsecurity import pod_templates, restricted_violations
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,9 +47,10 @@ OPERATOR_RULES: Rules = {
     ("lab.nodelab.dev", "nodelabs"): frozenset({"get", "list", "watch", "patch"}),
     ("lab.nodelab.dev", "nodelabs/status"): frozenset({"get", "patch"}),
     ("lab.nodelab.dev", "nodelabs/finalizers"): frozenset({"update"}),
-    ("apps", "deployments"): frozenset({"get", "list", "watch", "create", "patch"}),
+    ("apps", "deployments"): frozenset({"get", "list", "watch", "create", "patch", "delete"}),
     ("", "services"): frozenset({"get", "create", "patch"}),
     ("", "serviceaccounts"): frozenset({"get", "create", "patch"}),
+    ("", "secrets"): frozenset({"get", "create", "patch"}),
     ("rbac.authorization.k8s.io", "roles"): frozenset({"get", "create", "patch"}),
     ("rbac.authorization.k8s.io", "rolebindings"): frozenset({"get", "create", "patch"}),
     ("batch", "jobs"): frozenset({"get", "list", "watch", "create", "delete"}),
@@ -196,8 +198,9 @@ def test_crd_names_match_the_contract() -> None:
     (version,) = definition["spec"]["versions"]
     assert version["name"] == crd.VERSION and version["storage"] and version["served"]
     assert version["subresources"] == {"status": {}}
-    columns = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert columns == [
+    columns = version["additionalPrinterColumns"]
+    # The default table (priority 0) stays as narrow as phases 1-4 made it.
+    assert [c["name"] for c in columns if not c.get("priority")] == [
         "Replicas",
         "Workers",
         "Concurrency",
@@ -208,6 +211,14 @@ def test_crd_names_match_the_contract() -> None:
         "Phase",
         "Age",
     ]
+    # What phases 5 and 6 are read by, for `kubectl get nodelabs -o wide`.
+    wide = {c["name"]: (c["jsonPath"], c["type"]) for c in columns if c.get("priority") == 1}
+    assert wide == {
+        "Amplification": (".status.lastRun.storm.amplification", "number"),
+        "Recovery": (".status.lastRun.storm.recoverySeconds", "number"),
+        "Balancing": (".spec.load.balancing", "string"),
+    }
+    assert all(c.get("description") for c in columns if c["name"] in wide)
 
 
 def _schema_nodes(schema: Doc, path: str) -> Iterator[tuple[str, Doc]]:
@@ -230,15 +241,24 @@ def test_every_spec_field_is_described_for_kubectl_explain() -> None:
 # --- phase files ----------------------------------------------------------------------------
 
 
+# Phases 1-4 (and the challenge) update one NodeLab; phase 5's files another, phase 6's a third.
+LAB_OF_PHASE = {"5": "storm-lab", "6": "balancing-lab"}
+
+
 @pytest.mark.parametrize("path", _phase_files(), ids=lambda p: p.name)
 def test_phase_file_validates_against_the_crd(path: Path) -> None:
     lab = spec.load_phase_file(path)
-    assert lab.name == "scaling-lab", "every phase updates the same NodeLab"
+    number = path.name.split("-")[1][:1] if path.name.startswith("phase-") else ""
+    wanted = LAB_OF_PHASE.get(number, "scaling-lab")
+    assert lab.name == wanted, "every file of a phase family updates the same NodeLab"
     assert lab.spec.node.pod_cpu_millicores > 0
 
 
 def test_the_phases_tell_the_workshop_story() -> None:
-    labs = {p.name.split("-")[1]: spec.load_phase_file(p).spec for p in PHASES.glob("phase-*.yaml")}
+    labs = {
+        p.name.split("-")[1]: spec.load_phase_file(p).spec
+        for p in PHASES.glob("phase-[1-4]-*.yaml")
+    }
     assert sorted(labs) == ["1", "2", "3", "4"]
     one, two, three, four = (labs[n] for n in "1234")
     assert (one.node.replicas, one.node.workers, one.load.concurrency) == (1, 1, 5)
@@ -397,7 +417,13 @@ def test_operator_cluster_role_grants_exactly_what_the_operator_uses() -> None:
     assert {key for key, verbs in granted.items() if "update" in verbs} == {
         ("lab.nodelab.dev", "nodelabs/finalizers")
     }
-    assert not ({"secrets"} & {resource for _, resource in granted})
+    # Secrets: the fault token only (read back, created, patched), never listed or watched.
+    assert granted[("", "secrets")] == {"get", "create", "patch"}
+    # delete only where owner references do not clean up: old Jobs, a slow pool that is gone.
+    assert {key for key, verbs in granted.items() if "delete" in verbs} == {
+        ("batch", "jobs"),
+        ("apps", "deployments"),
+    }
 
 
 def test_operator_holds_everything_the_load_job_role_grants() -> None:
@@ -497,9 +523,19 @@ def _builders() -> Any:
 
 
 def _built(path: Path) -> list[Doc]:
+    return _built_lab(spec.load_phase_file(path))
+
+
+# Phases 5 and 6 as the operator's tests build them, whether or not their files are shipped yet.
+LABS_56 = {"storm-lab": storm_lab, "balancing-lab": balancing_lab}
+
+
+def _built_lab(lab: spec.NodeLab) -> list[Doc]:
     builders, settings = _builders()
-    lab = spec.load_phase_file(path)
-    children = [*builders.build_children(lab, settings), builders.build_load_job(lab, settings)]
+    children = [
+        *builders.build_children(lab, settings, fault_token="token-" * 7),
+        builders.build_load_job(lab, settings),
+    ]
     return [_as_manifest(obj) for obj in children]
 
 
@@ -528,6 +564,19 @@ def test_builder_pod_template_meets_restricted(path: Path, builder: str) -> None
         assert restricted_violations(pod) == [], f"{builder}({path.name}): {label}"
 
 
+@pytest.mark.parametrize("name", sorted(LABS_56))
+def test_phase_5_and_6_children_validate_strictly_and_meet_restricted(name: str) -> None:
+    built = _built_lab(spec.parse_nodelab(LABS_56[name]()))
+    for obj in built:
+        for version in KUBERNETES_VERSIONS:
+            kubernetes_validate.validate(obj, version, strict=True)
+        for label, pod in pod_templates(obj):
+            assert restricted_violations(pod) == [], f"{name}: {label}"
+    kinds = sorted(obj["kind"] for obj in built)
+    extra = "Secret" if name == "storm-lab" else "Deployment"  # the token, or the slow pool
+    assert kinds.count(extra) == 2 if extra == "Deployment" else kinds.count(extra) == 1
+
+
 def test_the_load_job_role_is_what_the_operator_may_grant() -> None:
     builders, settings = _builders()
     lab = spec.load_phase_file(PHASES / "phase-1-overwhelm.yaml")
@@ -541,7 +590,11 @@ def test_the_load_job_role_is_what_the_operator_may_grant() -> None:
 def test_every_kind_the_operator_creates_is_granted_create_and_get() -> None:
     # get: on a 409, nodelab.kube.cluster_api.Cluster.apply reads the object to see whose it is.
     granted = _rules(_one("ClusterRole"))
-    for obj in _built(PHASES / "phase-4-horizontal.yaml"):
+    built = [
+        *_built(PHASES / "phase-4-horizontal.yaml"),
+        *_built_lab(spec.parse_nodelab(storm_lab())),
+    ]
+    for obj in built:
         group = obj["apiVersion"].rpartition("/")[0]
         resource = obj["kind"].lower() + "s"
         assert {"create", "get"} <= granted.get((group, resource), frozenset()), (group, resource)

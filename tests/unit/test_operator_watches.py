@@ -10,6 +10,8 @@ from nodelab.kube import builders, reconcile
 from nodelab.kube.settings import OperatorSettings
 from nodelab.model import names, spec
 
+from tests.support.phase56_labs import balancing_lab
+
 PHASES = sorted((Path(__file__).parents[2] / "manifests" / "phases").glob("*.yaml"))
 WATCHED = {watch.plural: watch for watch in reconcile.WATCHES}
 
@@ -24,8 +26,9 @@ def test_the_watched_kinds_and_their_server_side_selectors() -> None:
         ("apps", "v1", "deployments"): "app.kubernetes.io/component=node,"
         "app.kubernetes.io/instance,app.kubernetes.io/managed-by=nodelab-operator,"
         "app.kubernetes.io/name=nodelab-node",
+        # Both pools' pods: the fast ones' name and the slow pool's (phase 6).
         ("", "v1", "pods"): "app.kubernetes.io/component=node,app.kubernetes.io/instance,"
-        "app.kubernetes.io/name=nodelab-node",
+        "app.kubernetes.io/name in (nodelab-node,nodelab-node-slow)",
         ("batch", "v1", "jobs"): "app.kubernetes.io/component=load,app.kubernetes.io/instance,"
         "app.kubernetes.io/managed-by=nodelab-operator,app.kubernetes.io/name=nodelab-load",
     }
@@ -33,17 +36,44 @@ def test_the_watched_kinds_and_their_server_side_selectors() -> None:
 
 def test_every_child_that_moves_a_lab_is_selected_by_its_watch(lab: spec.NodeLab) -> None:
     # The builders' own labels: a rename on either side would blind the watch silently.
+    _assert_watched(lab)
+
+
+def _assert_watched(lab: spec.NodeLab) -> None:
     settings = OperatorSettings()
-    children = {child["kind"]: child for child in builders.build_children(lab, settings)}
-    deployment = children["Deployment"]
-    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    children = builders.build_children(lab, settings, fault_token="token")
+    deployments = [child for child in children if child["kind"] == "Deployment"]
+    assert len(deployments) == (2 if lab.spec.node.slow_pool else 1)
     job = builders.build_load_job(lab, settings)
-    assert WATCHED["deployments"].matches(deployment["metadata"]["labels"])
-    assert WATCHED["pods"].matches(pod_labels)
     assert WATCHED["jobs"].matches(job["metadata"]["labels"])
-    # The load Job's pods are not node pods, and node pods are not load Jobs.
-    assert not WATCHED["pods"].matches(job["spec"]["template"]["metadata"]["labels"])
-    assert not WATCHED["jobs"].matches(pod_labels)
+    for deployment in deployments:
+        pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+        assert WATCHED["deployments"].matches(deployment["metadata"]["labels"])
+        assert WATCHED["pods"].matches(pod_labels)
+        # A node pod says which lab it is of (its controller is a ReplicaSet).
+        assert reconcile.owning_lab({"metadata": {"labels": pod_labels}}) == lab.name
+        # The load Job's pods are not node pods, and node pods are not load Jobs.
+        assert not WATCHED["pods"].matches(job["spec"]["template"]["metadata"]["labels"])
+        assert not WATCHED["jobs"].matches(pod_labels)
+
+
+def test_the_slow_pool_and_its_pods_are_watched() -> None:
+    _assert_watched(spec.parse_nodelab(balancing_lab()))
+    assert WATCHED["pods"].matches(
+        {
+            names.NAME_LABEL: "nodelab-node-slow",
+            names.INSTANCE_LABEL: "x",
+            names.COMPONENT_LABEL: "node",
+        }
+    )
+    # Another app's pods with the standard labels are not node pods.
+    assert not WATCHED["pods"].matches(
+        {
+            names.NAME_LABEL: "nodelab-nodes",
+            names.INSTANCE_LABEL: "x",
+            names.COMPONENT_LABEL: "node",
+        }
+    )
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,8 @@ from nodelab.kube.settings import OperatorSettings
 from nodelab.model import conditions as lab_conditions
 from nodelab.model import history, prediction, spec
 
+from tests.support.phase56_labs import balancing_lab
+
 PHASES = Path(__file__).parents[2] / "manifests" / "phases"
 NOW = datetime.datetime(2025, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
 LATER = NOW + datetime.timedelta(minutes=5)
@@ -378,3 +380,70 @@ def test_old_jobs_are_cleaned() -> None:
         [_job(g, "Succeeded") for g in range(1, 5)], 4, "scaling-lab-load-g4", SETTINGS
     )
     assert current_done == ("scaling-lab-load-g1",)
+
+
+# --- phase 6: the slow pool's Deployment is part of the rollout ------------------------------
+
+
+def _pool_lab(generation: int = 2) -> spec.NodeLab:
+    lab = spec.parse_nodelab(balancing_lab())
+    return spec.NodeLab(lab.name, lab.namespace, generation, lab.spec)
+
+
+def _available(decision: reconcile.Decision) -> dict[str, Any]:
+    found = lab_conditions.find_condition(decision.status["conditions"], "Available")
+    assert found is not None
+    return found
+
+
+def test_fleet_progress_waits_for_both_pools() -> None:
+    fast, slow = _deployment(replicas=2, ready=2), _deployment(replicas=1, ready=1)
+    assert children.fleet_progress(fast, slow, 2, slow_pool=True) == (
+        True,
+        "2/2 node pods ready; slow pool: 1/1 node pods ready",
+    )
+    not_yet = children.fleet_progress(fast, _deployment(ready=0), 2, slow_pool=True)
+    assert not_yet == (False, "2/2 node pods ready; slow pool: 0/1 node pods ready")
+    assert children.fleet_progress(fast, None, 2, slow_pool=True)[0] is False
+    assert children.fleet_progress(_deployment(ready=0), slow, 2, slow_pool=True)[0] is False
+    # A slow pool removed from the spec: its Deployment must be gone before the run.
+    assert children.fleet_progress(fast, None, 2, slow_pool=False) == (True, "2/2 node pods ready")
+    leftover = children.fleet_progress(fast, slow, 2, slow_pool=False)
+    assert leftover == (False, "2/2 node pods ready; the slow pool's Deployment is being deleted")
+
+
+def test_the_job_waits_for_the_slow_pool_too() -> None:
+    lab = _pool_lab()
+    fast = _deployment(replicas=2, ready=2)
+    waiting = reconcile.decide(
+        lab, {}, reconcile.Observation(fast, slow_deployment=_deployment(ready=0)), SETTINGS, NOW
+    )
+    assert not waiting.create_job and waiting.status["phase"] == "Deploying"
+    assert "slow pool: 0/1 node pods ready" in _available(waiting)["message"]
+    assert not waiting.reapply_children
+    ready = reconcile.decide(
+        lab, {}, reconcile.Observation(fast, slow_deployment=_deployment()), SETTINGS, NOW
+    )
+    assert ready.create_job and ready.status["phase"] == "Ready"
+    assert _available(ready)["reason"] == "RolledOut"
+    assert _available(ready)["message"] == "3 node pod(s) of 2 worker(s) ready"
+
+
+def test_a_missing_slow_deployment_is_applied_again() -> None:
+    decision = reconcile.decide(
+        _pool_lab(), {}, reconcile.Observation(_deployment(replicas=2, ready=2)), SETTINGS, NOW
+    )
+    assert decision.reapply_children and not decision.create_job
+    available = _available(decision)
+    assert (available["reason"], available["status"]) == ("DeploymentMissing", "False")
+    assert "slow pool's Deployment" in available["message"]
+
+
+def test_a_slow_deployment_the_spec_dropped_is_deleted_before_the_run() -> None:
+    leftover = _deployment()
+    decision = _decide({}, reconcile.Observation(_deployment(), slow_deployment=leftover))
+    assert decision.reapply_children and not decision.create_job  # the apply deletes it
+    assert "being deleted" in _available(decision)["message"]
+    deleting = {**leftover, "metadata": {**leftover["metadata"], "deletionTimestamp": "x"}}
+    decision = _decide({}, reconcile.Observation(_deployment(), slow_deployment=deleting))
+    assert not decision.reapply_children and not decision.create_job  # on its way: wait

@@ -145,7 +145,9 @@ def operator_status(
     """The operator's status once the Job's ``report`` is in ``lastRun``."""
     started = _started(lab, previous, "2025-01-02T02:59:00Z")
     current = {**started, "lastRun": report}
-    observed = reconcile.Observation(_deployment(lab))
+    # Both node Deployments rolled out (phase 6's slow pool has its own).
+    slow = _deployment(lab) if lab.spec.node.slow_pool is not None else None
+    observed = reconcile.Observation(_deployment(lab), slow_deployment=slow)
     decision = reconcile.decide(lab, current, observed, SETTINGS, now)
     return {**current, **decision.status}
 

@@ -2,14 +2,19 @@
 
 Every function maps (lab, settings) to the manifest the operator sends; nothing here talks to
 the API, so each object is checked in unit tests for every phase file. Owner references are
-added by the handlers (``kopf.adopt``), which know the owner's uid.
+added by the handlers (``kopf.adopt``), which know the owner's uid. The one input that is not the
+lab's is the fault token (phase 5): random, made once by the handlers and read back from the
+Secret afterwards, so building twice gives the same objects.
 """
 
 from __future__ import annotations
 
+import base64
+import math
 from typing import Any
 
 from loadgen import cli as loadgen_cli
+from loadgen import storm
 from loadgen.plan import LoadPlan
 from node_service import settings as node_settings
 from nodelab.kube.settings import OperatorSettings
@@ -18,9 +23,12 @@ from nodelab.model.load_plan import load_plan
 from nodelab.model.spec import NodeLab
 
 __all__ = [
+    "FAULT_TOKEN_DIR",
+    "FAULT_TOKEN_FILE",
     "RUN_AS_USER",
     "build_children",
     "build_deployment",
+    "build_fault_token_secret",
     "build_headless_service",
     "build_load_argv",
     "build_load_job",
@@ -29,12 +37,22 @@ __all__ = [
     "build_loadgen_role_binding",
     "build_loadgen_service_account",
     "build_service",
+    "build_slow_deployment",
+    "fault_token_of",
+    "load_deadline_seconds",
+    "node_fields",
     "policy_errors",
     "target_url",
 ]
 
 RUN_AS_USER = 10001
 PORT_NAME = "http"
+# Where the fault token Secret is mounted, read-only, in node pods and the load Job's pod.
+FAULT_TOKEN_DIR = "/var/run/nodelab/fault"
+FAULT_TOKEN_FILE = f"{FAULT_TOKEN_DIR}/{names.FAULT_TOKEN_KEY}"
+# Time a load pod takes besides its run: interpreter start, DNS of the headless Service, the
+# report's patch. Part of the Job's deadline, so that a run the spec allows is never cut short.
+_LOAD_POD_OVERHEAD_S = 120
 
 
 def _meta(name: str, lab: NodeLab, labels: dict[str, str]) -> dict[str, Any]:
@@ -85,6 +103,33 @@ def _container_security() -> dict[str, Any]:
 
 _TMP_VOLUME = {"name": "tmp", "emptyDir": {}}
 _TMP_MOUNT = {"name": "tmp", "mountPath": "/tmp"}
+_FAULT_VOLUME_NAME = "fault-token"
+_FAULT_MOUNT: dict[str, Any] = {
+    "name": _FAULT_VOLUME_NAME,
+    "mountPath": FAULT_TOKEN_DIR,
+    "readOnly": True,
+}
+
+
+def _fault_volume(lab: NodeLab) -> dict[str, Any]:
+    return {
+        "name": _FAULT_VOLUME_NAME,
+        "secret": {
+            "secretName": names.fault_token_secret(lab.name),
+            "items": [{"key": names.FAULT_TOKEN_KEY, "path": names.FAULT_TOKEN_KEY}],
+            # Owner and group only: the pod's user reads it through fsGroup.
+            "defaultMode": 0o440,
+        },
+    }
+
+
+def _volumes(lab: NodeLab) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(pod volumes, container mounts): /tmp, and the fault token when the lab has a trigger."""
+    volumes, mounts = [dict(_TMP_VOLUME)], [dict(_TMP_MOUNT)]
+    if lab.spec.trigger is not None:
+        volumes.append(_fault_volume(lab))
+        mounts.append(dict(_FAULT_MOUNT))
+    return volumes, mounts
 
 
 def _node_resources(lab: NodeLab) -> dict[str, Any]:
@@ -108,21 +153,47 @@ def _probe(*, period: int, timeout: int, failures: int) -> dict[str, Any]:
     }
 
 
-def build_deployment(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any]:
-    """The node Deployment: ``replicas`` pods of ``workers`` uvicorn processes each."""
+def node_fields(lab: NodeLab, settings: OperatorSettings, *, slow: bool = False) -> dict[str, Any]:
+    """The node settings of a lab's pods (``node_service.settings.node_argv``'s fields): the
+    work, phase 5's protection and fault token, and for the slow pool (phase 6) its slowness."""
     node = lab.spec.node
-    selector = names.node_selector(lab.name)
-    command = [
-        "nodelab",
-        "node",
-        *node_settings.node_argv(
-            host="0.0.0.0",
-            port=settings.node_port,
-            workers=node.workers,
-            load_factor=node.load_factor,
-            io_millis=node.io_millis,
-        ),
-    ]
+    fields: dict[str, Any] = {
+        "host": "0.0.0.0",
+        "port": settings.node_port,
+        "workers": node.workers,
+        "load_factor": node.load_factor,
+        "io_millis": node.io_millis,
+    }
+    if slow and node.slow_pool is not None:
+        if node.slow_pool.service_factor is not None:
+            fields["service_factor"] = node.slow_pool.service_factor
+        if node.slow_pool.extra_millis is not None:
+            fields["extra_millis"] = node.slow_pool.extra_millis
+    protection = node.protection
+    if protection is not None:
+        fields["max_queue"] = protection.max_queue
+        fields["retry_after_seconds"] = protection.retry_after_seconds
+        if protection.rate_limit is not None:
+            fields["rate_limit"] = protection.rate_limit
+        if protection.rate_burst is not None:
+            fields["rate_burst"] = protection.rate_burst
+    if lab.spec.trigger is not None:
+        fields["fault_token_file"] = FAULT_TOKEN_FILE
+    return fields
+
+
+def _node_replicas(lab: NodeLab, *, slow: bool) -> int:
+    node = lab.spec.node
+    slow_replicas = node.slow_pool.replicas if node.slow_pool is not None else 0
+    return slow_replicas if slow else node.replicas - slow_replicas
+
+
+def _node_deployment(lab: NodeLab, settings: OperatorSettings, *, slow: bool) -> dict[str, Any]:
+    node = lab.spec.node
+    selector = names.slow_node_selector(lab.name) if slow else names.node_selector(lab.name)
+    name = names.slow_deployment(lab.name) if slow else names.deployment(lab.name)
+    command = ["nodelab", "node", *node_settings.node_argv(**node_fields(lab, settings, slow=slow))]
+    volumes, mounts = _volumes(lab)
     container = {
         "name": "node",
         "image": node.image or settings.image,
@@ -143,16 +214,16 @@ def build_deployment(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any]
         "readinessProbe": _probe(period=5, timeout=3, failures=3),
         "livenessProbe": _probe(period=10, timeout=5, failures=6),
         "securityContext": _container_security(),
-        "volumeMounts": [dict(_TMP_MOUNT)],
+        "volumeMounts": mounts,
     }
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": _meta(
-            names.deployment(lab.name), lab, names.node_labels(lab.name, lab.generation)
-        ),
+        # Both Deployments carry the same labels (the Deployment watch selects both); only their
+        # selectors and pod templates tell the pools apart.
+        "metadata": _meta(name, lab, names.node_labels(lab.name, lab.generation)),
         "spec": {
-            "replicas": node.replicas,
+            "replicas": _node_replicas(lab, slow=slow),
             "selector": {"matchLabels": dict(selector)},
             # Recreate: a bigger pod never waits for room next to the pod it replaces, and a
             # load run never measures a mix of two generations.
@@ -165,17 +236,64 @@ def build_deployment(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any]
                     "terminationGracePeriodSeconds": 10,
                     "securityContext": _pod_security(),
                     "containers": [container],
-                    "volumes": [dict(_TMP_VOLUME)],
+                    "volumes": volumes,
                 },
             },
         },
     }
 
 
+def build_deployment(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any]:
+    """The node Deployment: ``replicas`` pods of ``workers`` uvicorn processes each, less the
+    slow pool's pods (phase 6), which :func:`build_slow_deployment` runs."""
+    return _node_deployment(lab, settings, slow=False)
+
+
+def build_slow_deployment(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any] | None:
+    """The slow pool's Deployment (``spec.node.slowPool``), or None for a lab without one.
+
+    Its pods are the fast ones' but for ``--service-factor``/``--extra-millis``, and for their
+    ``app.kubernetes.io/name`` (``names.SLOW_NODE_APP``): the fast Deployment's selector, which
+    is immutable, must not count them, nor theirs the fast pods.
+    """
+    if lab.spec.node.slow_pool is None:
+        return None
+    return _node_deployment(lab, settings, slow=True)
+
+
+def fault_token_of(secret: dict[str, Any] | None) -> str | None:
+    """The token an existing fault token Secret holds (None if absent or unreadable)."""
+    encoded = ((secret or {}).get("data") or {}).get(names.FAULT_TOKEN_KEY)
+    if not encoded:
+        return None
+    try:
+        token = base64.b64decode(encoded, validate=True).decode("ascii").strip()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return token or None
+
+
+def build_fault_token_secret(lab: NodeLab, token: str) -> dict[str, Any]:
+    """The Secret of the fault token (phase 5): the nodes accept ``POST /fault`` with it as a
+    bearer token, and the load Job's trigger sends it. ``token`` is made once (the handlers
+    read it back from the Secret), so building this again gives the same object."""
+    labels = {**names.node_labels(lab.name, lab.generation)}
+    del labels[names.GENERATION_LABEL]  # one token for the lab's life, not one per generation
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(names.fault_token_secret(lab.name), lab, labels),
+        "type": "Opaque",
+        "data": {names.FAULT_TOKEN_KEY: base64.b64encode(token.encode("ascii")).decode("ascii")},
+    }
+
+
 def _service(lab: NodeLab, settings: OperatorSettings, name: str, headless: bool) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "type": "ClusterIP",
-        "selector": names.node_selector(lab.name),
+        # Every node pod of the lab, fast or slow (a Service's selector may change, unlike a
+        # Deployment's): instance and component, which both pools' pods carry.
+        "selector": names.node_pods_selector(lab.name),
         "ports": [
             {
                 "name": PORT_NAME,
@@ -220,16 +338,33 @@ def build_load_plan(lab: NodeLab, settings: OperatorSettings) -> LoadPlan:
         targets=(target_url(lab, settings),),
         calibrate=settings.calibrate_requests,
         expand_dns=True,
+        fault_token_file=FAULT_TOKEN_FILE if lab.spec.trigger is not None else None,
     )
+
+
+def load_deadline_seconds(plan: LoadPlan, settings: OperatorSettings) -> int:
+    """The load Job's ``activeDeadlineSeconds``: ``NODELAB_LOAD_DEADLINE``, or longer when the
+    run itself may take longer (its calibration, every sweep level or the storm run with its
+    retries timing out, and the pod's own start and report), so no run the spec allows is cut."""
+    calibration_s = plan.calibrate * plan.timeout_s
+    if plan.storm:
+        run_s = storm.storm_deadline_s(plan)
+    elif plan.sweep:
+        run_s = sum(plan.with_concurrency(level).run_deadline_s() for level in plan.sweep)
+    else:
+        run_s = plan.run_deadline_s()
+    needed = math.ceil(calibration_s + run_s) + _LOAD_POD_OVERHEAD_S
+    return max(settings.load_deadline_seconds, needed)
 
 
 def build_load_argv(lab: NodeLab, settings: OperatorSettings) -> list[str]:
     """``nodelab load`` flags of the Job: the plan, the report target, JSON on stdout."""
+    return _load_argv(lab, build_load_plan(lab, settings))
+
+
+def _load_argv(lab: NodeLab, plan: LoadPlan) -> list[str]:
     return loadgen_cli.build_argv(
-        build_load_plan(lab, settings),
-        json_path="-",
-        report_to=f"{lab.namespace}/{lab.name}",
-        quiet=True,
+        plan, json_path="-", report_to=f"{lab.namespace}/{lab.name}", quiet=True
     )
 
 
@@ -242,17 +377,19 @@ def build_load_job(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any]:
     cpu_limit = quantity.format_cpu(quantity.cpu_millicores(settings.load_cpu_limit) * processes)
     memory = quantity.format_memory(quantity.memory_mebibytes(settings.load_memory) * processes)
     labels = names.load_job_labels(lab.name, lab.generation)
+    plan = build_load_plan(lab, settings)
+    volumes, mounts = _volumes(lab)
     container = {
         "name": "load",
         "image": settings.image,
         "imagePullPolicy": settings.image_pull_policy,
-        "command": ["nodelab", "load", *build_load_argv(lab, settings)],
+        "command": ["nodelab", "load", *_load_argv(lab, plan)],
         "resources": {
             "requests": {"cpu": cpu_request, "memory": memory},
             "limits": {"cpu": cpu_limit, "memory": memory},
         },
         "securityContext": _container_security(),
-        "volumeMounts": [dict(_TMP_MOUNT)],
+        "volumeMounts": mounts,
     }
     return {
         "apiVersion": "batch/v1",
@@ -261,7 +398,7 @@ def build_load_job(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any]:
         "spec": {
             # No retry: a second attempt would measure (and report) a different run.
             "backoffLimit": 0,
-            "activeDeadlineSeconds": settings.load_deadline_seconds,
+            "activeDeadlineSeconds": load_deadline_seconds(plan, settings),
             "template": {
                 "metadata": {"labels": dict(labels)},
                 "spec": {
@@ -270,7 +407,7 @@ def build_load_job(lab: NodeLab, settings: OperatorSettings) -> dict[str, Any]:
                     "enableServiceLinks": False,
                     "securityContext": _pod_security(),
                     "containers": [container],
-                    "volumes": [dict(_TMP_VOLUME)],
+                    "volumes": volumes,
                 },
             },
         },
@@ -334,13 +471,27 @@ def build_loadgen_role_binding(lab: NodeLab, settings: OperatorSettings) -> dict
     }
 
 
-def build_children(lab: NodeLab, settings: OperatorSettings) -> list[dict[str, Any]]:
-    """Everything a lab needs before its load runs, in the order to create it."""
+def build_children(
+    lab: NodeLab, settings: OperatorSettings, *, fault_token: str | None = None
+) -> list[dict[str, Any]]:
+    """Everything a lab needs before its load runs, in the order to create it.
+
+    A lab with a trigger (phase 5) needs ``fault_token`` (ValueError without): its Secret comes
+    before the pods that mount it. A slow pool (phase 6) adds its Deployment after the fast one.
+    """
+    secret: list[dict[str, Any]] = []
+    if lab.spec.trigger is not None:
+        if not fault_token:
+            raise ValueError(f"NodeLab {lab.name} has a trigger: its fault token is needed")
+        secret.append(build_fault_token_secret(lab, fault_token))
+    slow = build_slow_deployment(lab, settings)
     return [
         build_loadgen_service_account(lab, settings),
         build_loadgen_role(lab, settings),
         build_loadgen_role_binding(lab, settings),
+        *secret,
         build_deployment(lab, settings),
+        *([slow] if slow is not None else []),
         build_service(lab, settings),
         build_headless_service(lab, settings),
     ]

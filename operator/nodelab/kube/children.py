@@ -1,5 +1,6 @@
-"""Reading the lab's children as their controllers write them: the node Deployment's rollout,
-why its pods are not ready, and where a load Job is. Value in, value out."""
+"""Reading the lab's children as their controllers write them: the node Deployments' rollout
+(the fast one, and phase 6's slow pool), why their pods are not ready, and where a load Job is.
+Value in, value out."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ __all__ = [
     "JobState",
     "diagnose_deployment",
     "diagnose_pods",
+    "fleet_progress",
     "job_state",
     "load_pod_running",
     "rollout_progress",
@@ -49,6 +51,27 @@ def rollout_progress(deployment: Mapping[str, Any] | None, generation: int) -> t
     total = int(status.get("replicas") or 0)
     done = updated >= want and ready >= want and available >= want and total <= want
     return done, f"{min(ready, want)}/{want} node pods ready"
+
+
+def fleet_progress(
+    deployment: Mapping[str, Any] | None,
+    slow_deployment: Mapping[str, Any] | None,
+    generation: int,
+    *,
+    slow_pool: bool,
+) -> tuple[bool, str]:
+    """(ready, how far) of the whole fleet: the node Deployment and, with a slow pool (phase
+    6), the slow one too; without one, a slow Deployment still there (being deleted) is not
+    ready either, so the run never measures a pool the spec no longer has."""
+    ready, how_far = rollout_progress(deployment, generation)
+    if slow_pool:
+        if not slow_deployment:
+            return False, f"{how_far}; the slow pool's Deployment does not exist yet"
+        slow_ready, slow_far = rollout_progress(slow_deployment, generation)
+        return ready and slow_ready, f"{how_far}; slow pool: {slow_far}"
+    if slow_deployment:
+        return False, f"{how_far}; the slow pool's Deployment is being deleted"
+    return ready, how_far
 
 
 _IMAGE_REASONS = {"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"}

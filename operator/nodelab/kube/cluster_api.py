@@ -78,6 +78,7 @@ KINDS: dict[str, Kind] = {
     "Service": Kind("/api/v1", "services"),
     "ServiceAccount": Kind("/api/v1", "serviceaccounts"),
     "Pod": Kind("/api/v1", "pods"),
+    "Secret": Kind("/api/v1", "secrets"),
     "Job": Kind("/apis/batch/v1", "jobs"),
     "Role": Kind("/apis/rbac.authorization.k8s.io/v1", "roles"),
     "RoleBinding": Kind("/apis/rbac.authorization.k8s.io/v1", "rolebindings"),
@@ -241,9 +242,19 @@ class Cluster:
             raise
         return "patched"
 
-    def delete(self, kind: str, namespace: str, name: str) -> bool:
-        """Delete an object and, in the background, what it owns; False if it was gone."""
-        body = {"apiVersion": "v1", "kind": "DeleteOptions", "propagationPolicy": "Background"}
+    def delete(self, kind: str, namespace: str, name: str, *, uid: str | None = None) -> bool:
+        """Delete an object and, in the background, what it owns; False if it was gone.
+
+        With ``uid``, only that object: one that replaced it under the same name meanwhile is
+        the server's 409 (its precondition fails), not deleted.
+        """
+        body: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "DeleteOptions",
+            "propagationPolicy": "Background",
+        }
+        if uid is not None:
+            body["preconditions"] = {"uid": uid}
         try:
             self.request("DELETE", self._path(kind, namespace, name), body)
             return True
@@ -251,3 +262,17 @@ class Cluster:
             if exc.status == 404:
                 return False
             raise
+
+    def delete_controlled(self, kind: str, namespace: str, name: str, owner: str) -> bool:
+        """Delete the object if (and only if) the controller with uid ``owner`` controls it.
+
+        False if there is none, or someone else's (left alone: the name is no longer in the
+        lab's way). The delete names the uid just checked, so a replacement is not deleted.
+        """
+        existing = self.get(kind, namespace, name)
+        if existing is None or controller_uid(existing) != owner:
+            return False
+        if (existing.get("metadata") or {}).get("deletionTimestamp"):
+            return True  # on its way out already
+        uid = (existing.get("metadata") or {}).get("uid")
+        return self.delete(kind, namespace, name, uid=str(uid) if uid else None)

@@ -3,8 +3,9 @@
 Two kinds of work, both idempotent:
 
 * on create, spec update and operator resume (``apply_lab``): validate the spec, create or
-  patch the children (ServiceAccount, Role, RoleBinding, Deployment, two Services), adopt
-  them, and start a new generation's status (phase Deploying);
+  patch the children (ServiceAccount, Role, RoleBinding, the fault token Secret of a lab with a
+  trigger, the node Deployment and the slow pool's, two Services), adopt them, delete a slow
+  pool's Deployment the spec no longer has, and start a new generation's status (Deploying);
 * the reconcile step (``reconcile_lab``): read the lab, observe its Deployment, pods and Jobs,
   let :func:`nodelab.kube.reconcile.decide` choose the next step, carry it out, write status.
   A change of one of the lab's children asks for it (``child_changed``: kopf watches filtered by the
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import logging
+import secrets
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, cast
@@ -67,6 +69,8 @@ _PERMANENT_STATUSES = {400, 404, 422}
 # Reads of a lab that changed before its status was written, before the step gives up for now.
 _STALE_READS = 3
 _MERGE_PATCH = "application/merge-patch+json"
+# Random bytes of a new fault token (phase 5), URL-safe base64: 43 characters.
+_FAULT_TOKEN_BYTES = 32
 
 LabKey = tuple[str, str]  # (namespace, name)
 
@@ -143,8 +147,8 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
     for watch in reconcile.WATCHES:
         # Filtered here as well as by the server (configure): a server that ignores the
         # selector must not widen what wakes the step.
-        labels: dict[str, Any] = {  # a value, or kopf.PRESENT
-            key: kopf.PRESENT if value is None else value for key, value in watch.labels.items()
+        labels: dict[str, Any] = {  # a value, kopf.PRESENT, or one of several values
+            key: _label_filter(value) for key, value in watch.labels.items()
         }
         kopf.on.event(
             watch.group,
@@ -160,6 +164,15 @@ def register(registry: kopf.OperatorRegistry, settings: OperatorSettings) -> Non
         registry=registry,
         id="reconcile",
     )(reconcile_tick)
+
+
+def _label_filter(value: str | tuple[str, ...] | None) -> Any:
+    if value is None:
+        return kopf.PRESENT
+    if isinstance(value, tuple):
+        allowed = frozenset(value)
+        return lambda found, **_: found in allowed
+    return value
 
 
 def login(settings: kopf.OperatorSettings, **kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -307,13 +320,21 @@ def _apply_lab(
             kopf.warn(body, reason="ChildConflict", message=warning)
         raise kopf.PermanentError(f"{conflict}; the reconcile timer tries again") from None
     deployment = names.deployment(name)
+    pool = lab.spec.node.slow_pool
+    slow = names.slow_deployment(name)
+    slow_words = (
+        f" ({pool.replicas} of them slow: Deployment {slow} {outcomes[slow]})"
+        if pool is not None
+        else (f"; Deployment {slow} deleted" if outcomes.get(slow) == "deleted" else "")
+    )
     kopf.info(
         body,
         reason="ChildrenApplied",
         message=(
             f"generation {generation}: Deployment {deployment} {outcomes[deployment]} with "
             f"{lab.spec.node.replicas} pod(s) x {lab.spec.node.workers} worker(s), "
-            f"{lab.spec.node.pod_cpu_millicores}m CPU per pod; Services and load account ready"
+            f"{lab.spec.node.pod_cpu_millicores}m CPU per pod{slow_words}; Services and load "
+            "account ready"
         ),
     )
     logger.info("children of generation %s: %s", generation, outcomes)
@@ -487,9 +508,15 @@ def _reconcile_once(
         deployment = cluster.get("Deployment", namespace, names.deployment(name))
         if deployment is not None and cluster_api.controller_uid(deployment) != owner:
             raise cluster_api.ChildConflict(deployment, "Deployment")
-        ready, _how_far = children.rollout_progress(deployment, generation)
+        slow_pool = lab.spec.node.slow_pool is not None
+        slow = cluster.get("Deployment", namespace, names.slow_deployment(name))
+        if slow is not None and cluster_api.controller_uid(slow) != owner:
+            if slow_pool:
+                raise cluster_api.ChildConflict(slow, "Deployment")
+            slow = None  # someone else's, and no longer in the lab's way
+        ready, _how_far = children.fleet_progress(deployment, slow, generation, slow_pool=slow_pool)
         pods = (
-            cluster.list("Pod", namespace, names.node_selector(name))
+            cluster.list("Pod", namespace, names.node_pods_selector(name))
             if deployment and not ready
             else []
         )
@@ -498,7 +525,9 @@ def _reconcile_once(
         )
         # Labels are anyone's to set: only Jobs this lab controls count, or are deleted.
         jobs = [job for job in labelled if cluster_api.controller_uid(job) == owner]
-        observed = reconcile.Observation(deployment=deployment, pods=pods, jobs=jobs)
+        observed = reconcile.Observation(
+            deployment=deployment, pods=pods, jobs=jobs, slow_deployment=slow
+        )
         now = datetime.datetime.now(datetime.UTC)
         decision = reconcile.decide(lab, status, observed, settings, now)
         if decision.reapply_children:
@@ -609,13 +638,20 @@ def _write_status(
 def _apply_children(
     lab: NodeLab, owner: kopf.Body, settings: OperatorSettings, cluster: cluster_api.Cluster
 ) -> dict[str, str]:
-    """Create or patch every child in order; ChildConflict stops at the first one in the way."""
-    children = builders.build_children(lab, settings)
-    kopf.adopt(children, owner=owner)
-    outcomes: dict[str, str] = {}
+    """Create or patch every child in order; ChildConflict stops at the first one in the way.
+    Then a slow pool's Deployment the spec no longer has is deleted (if the lab controls it)."""
+    owner_uid = str((owner.get("metadata") or {}).get("uid"))
     try:
+        token = _fault_token(lab, owner_uid, cluster)
+        children = builders.build_children(lab, settings, fault_token=token)
+        kopf.adopt(children, owner=owner)
+        outcomes: dict[str, str] = {}
         for child in children:
             outcomes[child["metadata"]["name"]] = cluster.apply(child)
+        if lab.spec.node.slow_pool is None:
+            slow = names.slow_deployment(lab.name)
+            if cluster.delete_controlled("Deployment", lab.namespace, slow, owner_uid):
+                outcomes[slow] = "deleted"
     except cluster_api.ApiError as exc:
         if exc.status == 403:
             # Without this Event an RBAC refusal shows only in the operator's log, and the lab
@@ -628,6 +664,23 @@ def _apply_children(
             )
         raise _api_failure(exc) from exc
     return outcomes
+
+
+def _fault_token(lab: NodeLab, owner_uid: str, cluster: cluster_api.Cluster) -> str | None:
+    """The fault token of a lab with a trigger: the one its Secret holds, made once.
+
+    Never rotated by a reconcile: the nodes read it when they start and the load Job when it
+    runs, so a new token per apply would lock the trigger out of nodes started before. Someone
+    else's Secret under that name is not read: the apply that follows reports the conflict.
+    """
+    if lab.spec.trigger is None:
+        return None
+    existing = cluster.get("Secret", lab.namespace, names.fault_token_secret(lab.name))
+    if existing is not None and cluster_api.controller_uid(existing) == owner_uid:
+        token = builders.fault_token_of(existing)
+        if token:
+            return token
+    return secrets.token_urlsafe(_FAULT_TOKEN_BYTES)
 
 
 def _job_summary(lab: NodeLab, job_name: str) -> str:

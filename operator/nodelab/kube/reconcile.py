@@ -56,6 +56,8 @@ class Observation:
     deployment: Mapping[str, Any] | None
     pods: Sequence[Mapping[str, Any]] = ()
     jobs: Sequence[Mapping[str, Any]] = ()
+    # Phase 6's slow pool Deployment, if one exists (wanted or still being deleted).
+    slow_deployment: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -82,42 +84,55 @@ class Decision:
 class Watch:
     """A kind of child whose changes wake the reconcile step, and the labels that select it.
 
-    ``labels`` maps a label to the value it must have, or to None if it need only be present
-    (the lab's name: one watch serves every lab).
+    ``labels`` maps a label to the value it must have, to the values it may have (a tuple), or
+    to None if it need only be present (the lab's name: one watch serves every lab).
     """
 
     group: str  # "" for the core API
     version: str
     plural: str
-    labels: Mapping[str, str | None]
+    labels: Mapping[str, str | tuple[str, ...] | None]
 
     @property
     def selector(self) -> str:
-        """The Kubernetes label selector, e.g. ``a=b,c`` (``c`` present with any value)."""
-        return ",".join(
-            key if value is None else f"{key}={value}" for key, value in sorted(self.labels.items())
-        )
+        """The Kubernetes label selector, e.g. ``a=b,c,d in (x,y)`` (``c`` present with any
+        value, ``d`` one of x and y)."""
+        return ",".join(_requirement(key, value) for key, value in sorted(self.labels.items()))
 
     def matches(self, labels: Mapping[str, str] | None) -> bool:
         """Whether an object with ``labels`` is one this watch selects."""
         have = labels or {}
-        return all(
-            key in have if value is None else have.get(key) == value
-            for key, value in self.labels.items()
-        )
+        return all(_satisfies(have, key, value) for key, value in self.labels.items())
 
 
-# The lab's children whose changes can move it on: the node Deployment (its rollout), the node
-# pods (why a rollout is stuck) and the load Jobs (running, finished, deleted). The label values
-# are the builders' own (names.node_labels, names.load_job_labels, the pod template's labels);
-# node pods carry no managed-by label, so they are selected by their name and component.
+def _requirement(key: str, value: str | tuple[str, ...] | None) -> str:
+    if value is None:
+        return key
+    if isinstance(value, tuple):
+        return f"{key} in ({','.join(value)})"
+    return f"{key}={value}"
+
+
+def _satisfies(have: Mapping[str, str], key: str, value: str | tuple[str, ...] | None) -> bool:
+    if value is None:
+        return key in have
+    if isinstance(value, tuple):
+        return have.get(key) in value
+    return have.get(key) == value
+
+
+# The lab's children whose changes can move it on: the node Deployments (their rollout; the slow
+# pool's carries the fast one's labels), the node pods of both pools (why a rollout is stuck) and
+# the load Jobs (running, finished, deleted). The label values are the builders' own
+# (names.node_labels, names.load_job_labels, the pod templates' labels); node pods carry no
+# managed-by label, so they are selected by their name (either pool's) and component.
 WATCHES: tuple[Watch, ...] = (
     Watch(
         "apps",
         "v1",
         "deployments",
         {
-            names.NAME_LABEL: "nodelab-node",
+            names.NAME_LABEL: names.NODE_APP,
             names.INSTANCE_LABEL: None,
             names.COMPONENT_LABEL: "node",
             names.MANAGED_BY_LABEL: "nodelab-operator",
@@ -128,7 +143,7 @@ WATCHES: tuple[Watch, ...] = (
         "v1",
         "pods",
         {
-            names.NAME_LABEL: "nodelab-node",
+            names.NAME_LABEL: (names.NODE_APP, names.SLOW_NODE_APP),
             names.INSTANCE_LABEL: None,
             names.COMPONENT_LABEL: "node",
         },
@@ -216,20 +231,27 @@ def decide(
             conditions, type_, state, reason, message, generation=generation, now=stamp
         )
 
-    # Available: is the fleet of this generation up, and if not, why not.
-    ready, how_far = children.rollout_progress(observed.deployment, generation)
+    # Available: is the fleet of this generation up (both pools, in phase 6), and if not, why.
+    slow_pool = lab.spec.node.slow_pool is not None
+    ready, how_far = children.fleet_progress(
+        observed.deployment, observed.slow_deployment, generation, slow_pool=slow_pool
+    )
+    missing = observed.deployment is None or (slow_pool and observed.slow_deployment is None)
     if ready:
         conditions = run_status.with_rolled_out(conditions, lab, now=stamp)
-    elif observed.deployment is None:
+    elif missing:
+        which = "node Deployment" if observed.deployment is None else "slow pool's Deployment"
         condition(
             AVAILABLE,
             "False",
             "DeploymentMissing",
-            "the node Deployment is missing; the operator creates it again",
+            f"the {which} is missing; the operator creates it again",
         )
     else:
-        diagnosis = children.diagnose_deployment(observed.deployment) or children.diagnose_pods(
-            observed.pods
+        diagnosis = (
+            children.diagnose_deployment(observed.deployment)
+            or children.diagnose_deployment(observed.slow_deployment)
+            or children.diagnose_pods(observed.pods)
         )
         if diagnosis is not None:
             condition(AVAILABLE, "False", diagnosis.reason, diagnosis.message)
@@ -323,8 +345,17 @@ def decide(
         status=changes,
         create_job=create_job,
         delete_jobs=jobs_to_delete(observed.jobs, generation, job_name, settings),
-        reapply_children=observed.deployment is None,
+        # A node Deployment the spec wants is gone, or the slow pool's outlived its spec (its
+        # deletion is part of applying the children).
+        reapply_children=missing or (not slow_pool and _standing(observed.slow_deployment)),
         events=_events(current.get("conditions") or (), conditions),
+    )
+
+
+def _standing(deployment: Mapping[str, Any] | None) -> bool:
+    """Whether a Deployment exists and is not being deleted already."""
+    return bool(deployment) and not ((deployment or {}).get("metadata") or {}).get(
+        "deletionTimestamp"
     )
 
 

@@ -8,21 +8,28 @@ from nodelab.model import crd
 
 __all__ = [
     "COMPONENT_LABEL",
+    "FAULT_TOKEN_KEY",
     "GENERATION_LABEL",
     "INSTANCE_LABEL",
     "LAB_NAME_PATTERN",
     "MANAGED_BY_LABEL",
     "MAX_LAB_NAME",
     "NAME_LABEL",
+    "NODE_APP",
+    "SLOW_NODE_APP",
     "deployment",
+    "fault_token_secret",
     "generation_of",
     "headless_service",
     "load_job",
     "load_job_labels",
     "loadgen_account",
     "node_labels",
+    "node_pods_selector",
     "node_selector",
     "service",
+    "slow_deployment",
+    "slow_node_selector",
     "validate_lab_name",
 ]
 
@@ -31,6 +38,15 @@ INSTANCE_LABEL = "app.kubernetes.io/instance"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 GENERATION_LABEL = f"{crd.GROUP}/generation"
+
+# The app.kubernetes.io/name of the fast node pods (and of every node Deployment and Service),
+# and of the slow pool's pods (phase 6). Different names, because the node Deployment's selector
+# (immutable) is name + instance: a slow pod with the fast pods' name would be counted as one of
+# the fast Deployment's own, and the two ReplicaSets would fight over it.
+NODE_APP = "nodelab-node"
+SLOW_NODE_APP = "nodelab-node-slow"
+# The Secret key holding the fault token (phase 5), and so the file name it is mounted as.
+FAULT_TOKEN_KEY = "token"
 
 # Children are named "<lab>-<suffix>" and Services must be DNS-1035 labels (63 characters);
 # the longest suffix is "-node-headless" (14) and "-load-g<generation>" stays under 23.
@@ -56,6 +72,16 @@ def deployment(lab: str) -> str:
     return f"{lab}-node"
 
 
+def slow_deployment(lab: str) -> str:
+    """The Deployment running the slow pool's node pods (phase 6, ``spec.node.slowPool``)."""
+    return f"{lab}-node-slow"
+
+
+def fault_token_secret(lab: str) -> str:
+    """The Secret holding the fault token the nodes and the load Job share (phase 5)."""
+    return f"{lab}-fault-token"
+
+
 def service(lab: str) -> str:
     """The ClusterIP Service in front of the node pods."""
     return f"{lab}-node"
@@ -77,8 +103,18 @@ def loadgen_account(lab: str) -> str:
 
 
 def node_selector(lab: str) -> dict[str, str]:
-    """Labels selecting a lab's node pods (Deployment selector, Services)."""
-    return {NAME_LABEL: "nodelab-node", INSTANCE_LABEL: lab}
+    """The (fast) node Deployment's selector, and labels of the objects a lab's nodes are."""
+    return {NAME_LABEL: NODE_APP, INSTANCE_LABEL: lab}
+
+
+def slow_node_selector(lab: str) -> dict[str, str]:
+    """The slow node Deployment's selector: no fast pod matches it, nor a slow pod the fast one."""
+    return {NAME_LABEL: SLOW_NODE_APP, INSTANCE_LABEL: lab}
+
+
+def node_pods_selector(lab: str) -> dict[str, str]:
+    """Labels every node pod of a lab carries, fast or slow: the Services select on these."""
+    return {INSTANCE_LABEL: lab, COMPONENT_LABEL: "node"}
 
 
 def node_labels(lab: str, generation: int) -> dict[str, str]:

@@ -6,9 +6,10 @@ the pods the real scheduler binds to them as local processes, the way a kubelet 
 * the container's command and args (or the image's entrypoint, from a small image table), its
   env with downward-API fields and ``$(VAR)`` references resolved, plus ``KUBERNETES_SERVICE_*``;
 * its own network namespace and address (:mod:`.network`), resolver pointed at the cluster DNS;
-* a private mount namespace: ``emptyDir`` volumes, the ServiceAccount token (a bound token from
-  the real TokenRequest API) at ``/var/run/secrets/kubernetes.io/serviceaccount``, a read-only
-  root when the container asks for one, and the user and groups of its securityContext;
+* a private mount namespace: ``emptyDir`` and ``secret`` (read-only) volumes, the ServiceAccount
+  token (a bound token from the real TokenRequest API) at
+  ``/var/run/secrets/kubernetes.io/serviceaccount``, a read-only root when the container asks for
+  one, and the user and groups of its securityContext;
 * pod status: Running, Ready from the startup and readiness probes, restarts with back-off,
   Succeeded or Failed with the exit code for pods that do not restart;
 * graceful deletion: SIGTERM, SIGKILL past the grace period, then the final delete.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import concurrent.futures
 import contextlib
 import http.client
@@ -560,11 +562,14 @@ class Kubelet:
         fs_group = (run.pod["spec"].get("securityContext") or {}).get("fsGroup")
         declared = {v["name"]: v for v in run.pod["spec"].get("volumes") or []}
         for volume in declared.values():
-            if "emptyDir" not in volume and "projected" not in volume:
+            if not {"emptyDir", "projected", "secret"} & set(volume):
                 raise ContainerConfigError(
                     "CreateContainerConfigError",
-                    f"volume {volume['name']}: only emptyDir is supported by the test kubelet",
+                    f"volume {volume['name']}: only emptyDir and secret are supported by the "
+                    "test kubelet",
                 )
+            if "secret" in volume:
+                self._secret_volume(run, volume, fs_group)
             if "emptyDir" in volume:
                 path = run.workdir / "volumes" / volume["name"]
                 path.mkdir(parents=True, exist_ok=True)
@@ -598,6 +603,27 @@ class Kubelet:
             for item in token_dir.iterdir():
                 item.chmod(0o644)
 
+    def _secret_volume(self, run: PodRun, volume: dict[str, Any], fs_group: Any) -> None:
+        """A Secret's keys as files (``items`` picks and renames them), ``defaultMode``, group
+        ``fsGroup``, as the kubelet writes them; mounted read-only by :meth:`_script`."""
+        source = volume["secret"]
+        secret = self.api.get(f"/api/v1/namespaces/{run.namespace}/secrets/{source['secretName']}")
+        if secret is None:
+            raise ContainerConfigError(
+                "CreateContainerConfigError", f'secret "{source["secretName"]}" not found'
+            )
+        data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+        items = source.get("items") or [{"key": key, "path": key} for key in data]
+        path = run.workdir / "volumes" / volume["name"]
+        path.mkdir(parents=True, exist_ok=True)
+        path.chmod(0o755)
+        for item in items:
+            target = path / item["path"]
+            target.write_bytes(data[item["key"]])
+            target.chmod(int(item.get("mode", source.get("defaultMode", 0o644))))
+            if fs_group is not None:
+                os.chown(target, 0, int(fs_group))
+
     def _script(self, run: PodRun) -> list[str]:
         """``sh -c`` inside the pod's namespaces: mounts, then the container as its user."""
         uid, gid, groups = self._user(run)
@@ -617,10 +643,13 @@ class Kubelet:
                 f"mount -o remount,bind,ro {_SA_DIR}",
             ]
         for mount in run.container.get("volumeMounts") or []:
-            if mount["name"] in declared and "emptyDir" in declared[mount["name"]]:
+            volume = declared.get(mount["name"]) or {}
+            if "emptyDir" in volume or "secret" in volume:
                 source = run.workdir / "volumes" / mount["name"]
                 target = shlex.quote(mount["mountPath"])
                 lines += [f"mkdir -p {target}", f"mount --bind {shlex.quote(str(source))} {target}"]
+                if "secret" in volume or mount.get("readOnly"):
+                    lines.append(f"mount -o remount,bind,ro {target}")
         # The image's own files, as a container has them: readable by the pod's user even where
         # the host keeps them in a private home (a tmpfs hides what else that folder holds).
         for folder in _private_ancestors(image.paths):
