@@ -276,6 +276,11 @@ def storm_main(settings: LocalSettings, requested: Mode | None) -> int:
         phases: list[storm_tour.StormPhase] = []
         for generation, (path, lab) in enumerate(labs, start=1):
             narrator.say(f"[bold]{path.stem}[/bold] ({generation}/{len(labs)})")
+            if fleet.nodes:
+                # A storm that did not recover leaves the nodes serving a backlog of abandoned
+                # attempts: every phase starts from fresh nodes of the same lab.
+                narrator.say("restarting the nodes: the last storm's backlog goes with them")
+                fleet.stop()
             result = run_phase(path, lab, settings, fleet, narrator, generation=generation)
             done.append(result)
             phases.append(storm_tour.storm_phase(result))
