@@ -63,7 +63,11 @@ def test_without_the_new_blocks_a_spec_parses_as_in_phases_1_to_4() -> None:
     assert parsed.load.balancing == "round-robin", "the load generator's behaviour until now"
 
 
-@pytest.mark.parametrize("path", sorted(PHASES.glob("*.yaml")), ids=lambda p: p.name)
+# Phases 1-4 and the challenge; the phase 5 and 6 files (phase-5*, phase-6*) use the new blocks.
+EARLIER = sorted(p for p in PHASES.glob("*.yaml") if not p.name.startswith(("phase-5", "phase-6")))
+
+
+@pytest.mark.parametrize("path", EARLIER, ids=lambda p: p.name)
 def test_every_shipped_phase_file_still_parses_without_them(path: Path) -> None:
     parsed = spec.load_phase_file(path).spec
     assert (parsed.node.protection, parsed.node.slow_pool) == (None, None)

@@ -4,6 +4,12 @@ Replica ``i`` is ``python -m node_service --port base+i --id <lab>-<i> --workers
 own session (its uvicorn workers share its process group). ``apply`` reconciles like a
 Deployment: a change of replicas alone adds or removes replicas and keeps the others running;
 any other change replaces the fleet. Every failure stops everything this fleet started.
+
+Phase 5 and 6 flags go to every node as the operator's pods get them: the protection
+(``--max-queue``, ``--retry-after-seconds``, ``--rate-limit``, ``--rate-burst``), the fault
+token file (``--fault-token-file``: a random token the fleet writes once, mode 0600, into its
+own scratch directory, which the load generator reads too), and for the slow pool, the last
+``slow_replicas`` replicas, ``--service-factor`` and ``--extra-millis``.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -27,6 +34,7 @@ from node_service.scratch import OwnedDir
 from node_service.settings import node_argv
 from nodelab.local import procs
 from nodelab.local.settings import LocalSettings
+from nodelab.model.spec import NodeLab, ProtectionSpec
 
 __all__ = [
     "Fleet",
@@ -56,18 +64,69 @@ class PortInUse(FleetError):
 
 @dataclass(frozen=True)
 class FleetSpec:
-    """What to run: the node part of a phase, after quick/io adjustments."""
+    """What to run: the node part of a phase, after quick/io adjustments.
+
+    ``protection`` goes to every node; ``fault_token`` gives every node the fleet's fault
+    token file (a lab with a trigger); the last ``slow_replicas`` replicas run
+    ``service_factor`` times slower and ``extra_millis`` later (phase 6's slow pool).
+    """
 
     lab: str
     replicas: int
     workers: int
     load_factor: int
     io_millis: int
+    protection: ProtectionSpec | None = None
+    fault_token: bool = False
+    slow_replicas: int = 0
+    service_factor: float | None = None
+    extra_millis: int | None = None
+
+    @classmethod
+    def of(cls, lab: NodeLab, *, load_factor: int, io_millis: int) -> FleetSpec:
+        """The fleet of ``lab``'s node spec, with the run's work (quick and I/O modes')."""
+        node = lab.spec.node
+        pool = node.slow_pool
+        return cls(
+            lab=lab.name,
+            replicas=node.replicas,
+            workers=node.workers,
+            load_factor=load_factor,
+            io_millis=io_millis,
+            protection=node.protection,
+            fault_token=lab.spec.trigger is not None,
+            slow_replicas=0 if pool is None else pool.replicas,
+            service_factor=None if pool is None else pool.service_factor,
+            extra_millis=None if pool is None else pool.extra_millis,
+        )
 
     @property
     def processes(self) -> int:
         """Node processes once every worker is up: replicas x (workers + a uvicorn master)."""
         return self.replicas * (self.workers + (1 if self.workers > 1 else 0))
+
+    def is_slow(self, index: int) -> bool:
+        """Whether replica ``index`` is of the slow pool (the last ``slow_replicas``)."""
+        return index >= self.replicas - self.slow_replicas
+
+    def node_fields(self, index: int) -> dict[str, str | int | float | bool]:
+        """The ``node_argv`` fields of replica ``index`` beyond its address and work: its
+        protection and, in the slow pool, its factor and extra wait."""
+        fields: dict[str, str | int | float | bool] = {}
+        protection = self.protection
+        if protection is not None:
+            fields["max_queue"] = protection.max_queue
+            fields["retry_after_seconds"] = protection.retry_after_seconds
+            if protection.rate_limit is not None:
+                fields["rate_limit"] = protection.rate_limit
+            if protection.rate_burst is not None:
+                fields["rate_burst"] = protection.rate_burst
+        if self.slow_replicas and self.is_slow(index):
+            if self.service_factor is not None:
+                fields["service_factor"] = self.service_factor
+            if self.extra_millis is not None:
+                fields["extra_millis"] = self.extra_millis
+        return fields
 
 
 @dataclass
@@ -137,6 +196,7 @@ class Fleet:
         # The nodes' logs; making it removes those of a runtime that was SIGKILLed.
         self._logs = OwnedDir("nodelab-fleet-")
         self._preexec = _die_with_parent()
+        self._token_file: Path | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -175,6 +235,23 @@ class Fleet:
         return [node.url for node in self.nodes]
 
     @property
+    def fault_token_file(self) -> str | None:
+        """The nodes' fault token file when the running fleet has one (a lab with a trigger)."""
+        if self.spec is None or not self.spec.fault_token or self._token_file is None:
+            return None
+        return str(self._token_file)
+
+    def _token_path(self) -> Path:
+        """The fleet's fault token file, written once: a random token, readable by us only."""
+        if self._token_file is None:
+            path = Path(self._logs.path) / "fault-token"
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(secrets.token_urlsafe(32) + "\n")
+            self._token_file = path
+        return self._token_file
+
+    @property
     def pgids(self) -> list[int]:
         """Process groups of the replicas (each replica's leader PID)."""
         return [node.proc.pid for node in self.nodes]
@@ -191,7 +268,9 @@ class Fleet:
 
     def _apply(self, spec: FleetSpec) -> None:
         current = self.spec
-        if current is not None and replace(current, replicas=spec.replicas) == spec:
+        # With a slow pool, which replicas are slow depends on the count: replace the fleet.
+        resizable = current is not None and not current.slow_replicas and not spec.slow_replicas
+        if current is not None and resizable and replace(current, replicas=spec.replicas) == spec:
             self.check_alive()
             if spec.replicas == current.replicas:
                 self.say(f"nodes unchanged: reusing {self._describe(spec, range(spec.replicas))}")
@@ -231,9 +310,27 @@ class Fleet:
         work = f"fib({spec.load_factor})" if spec.load_factor else "no CPU work"
         if spec.io_millis:
             work += f" + {spec.io_millis} ms wait"
+        extras = ""
+        slow = [i for i in indexes if spec.slow_replicas and spec.is_slow(i)]
+        if slow:
+            how = " and ".join(
+                part
+                for part in (
+                    f"x{spec.service_factor:g}" if spec.service_factor else "",
+                    f"+{spec.extra_millis} ms" if spec.extra_millis else "",
+                )
+                if part
+            )
+            extras += f"; slow ({how}): {', '.join(f'{spec.lab}-{i}' for i in slow)}"
+        if spec.protection is not None:
+            extras += f"; protection: maxQueue {spec.protection.max_queue}"
+            if spec.protection.rate_limit is not None:
+                extras += f", rateLimit {spec.protection.rate_limit:g}/s"
+        if spec.fault_token:
+            extras += "; fault token file for the trigger"
         return (
             f"{len(indexes)} replica(s) x {spec.workers} worker(s) "
-            f"(ports {ports}, {work} per request)"
+            f"(ports {ports}, {work} per request{extras})"
         )
 
     def _start(self, spec: FleetSpec, index: int) -> NodeProcess:
@@ -250,6 +347,8 @@ class Fleet:
                 workers=spec.workers,
                 load_factor=spec.load_factor,
                 io_millis=spec.io_millis,
+                **spec.node_fields(index),
+                **({"fault_token_file": str(self._token_path())} if spec.fault_token else {}),
             ),
         ]
         log_path = Path(self._logs.path) / f"{node_id}.log"

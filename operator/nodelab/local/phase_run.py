@@ -82,28 +82,26 @@ def run_phase(
 
     The load plan is the Job's (``nodelab.model.load_plan``) against the local processes, and
     the calibration the load generator's own (``loadgen.runner.calibrate`` of that plan), run
-    first because quick mode scales the SLO by the service time it measures.
+    first because quick mode scales the SLO by the service time it measures. A lab with a
+    trigger gets the fleet's fault token file in its plan, as the Job gets the mounted Secret.
     """
     if generation is not None:
         lab = dataclasses.replace(lab, generation=generation)
-    node, load = lab.spec.node, lab.spec.load
+    load = lab.spec.load
     workload = plan_workload(lab, quick=settings.quick, mode=settings.mode)
     for note in workload.notes:
         narrator.say(note)
-    fleet.apply(
-        FleetSpec(
-            lab=lab.name,
-            replicas=node.replicas,
-            workers=node.workers,
-            load_factor=workload.load_factor,
-            io_millis=workload.io_millis,
-        )
-    )
+    fleet.apply(FleetSpec.of(lab, load_factor=workload.load_factor, io_millis=workload.io_millis))
     plan = load_plan(
         lab,
         targets=fleet.urls,
         calibrate=settings.calibration_requests,
-        length=RunLength(requests=workload.requests, duration_s=workload.duration_s),
+        length=RunLength(
+            requests=workload.requests,
+            duration_s=workload.duration_s,
+            time_scale=workload.time_scale,
+        ),
+        fault_token_file=fleet.fault_token_file,
     )
     narrator.say(f"calibrating: {plan.calibrate} sequential requests to {load.path}")
     measured = runner.calibrate(plan)

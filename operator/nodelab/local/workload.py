@@ -5,6 +5,12 @@ count, and the SLO is scaled by the same factor as the service time, so a verdic
 meaning: p99 past the SLO means requests waited as many service times as in the full run.
 I/O mode replaces fib(n) by a wait of the same length (measured here), so each worker still holds
 one request at a time but the cores no longer limit the fleet.
+
+A storm run (phase 5: an open loop by duration with a trigger) keeps its rate and its work:
+quick mode only shortens it, to at most :data:`QUICK_MAX_STORM_DURATION_S`, and scales the
+trigger's window by the same factor (``time_scale``), so the fault opens and closes at the same
+fractions of the run and the run still has seconds after it to recover in. The timeout is not
+scaled: it is what the storm is made of (it is whole seconds in the spec).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ __all__ = [
     "QUICK_LOAD_FACTOR",
     "QUICK_MAX_DURATION_S",
     "QUICK_MAX_REQUESTS",
+    "QUICK_MAX_STORM_DURATION_S",
     "Workload",
     "fib_calls",
     "fib_millis",
@@ -31,6 +38,8 @@ __all__ = [
 QUICK_LOAD_FACTOR = 27
 QUICK_MAX_REQUESTS = 40
 QUICK_MAX_DURATION_S = 5
+# A storm needs seconds before, during and after its trigger (recovery is 3 good seconds).
+QUICK_MAX_STORM_DURATION_S = 10
 # fib(n) up to this is cheap enough to time here; larger n is extrapolated by the call count.
 _TIMED_LOAD_FACTOR_MAX = 27
 
@@ -79,6 +88,7 @@ class Workload:
     quick: bool
     mode: Mode
     notes: tuple[str, ...] = ()
+    time_scale: float = 1.0  # the run's clock over the spec's: the trigger's window scales by it
 
     @property
     def work_ratio(self) -> float:
@@ -90,6 +100,7 @@ def plan_workload(lab: nodelab_spec.NodeLab, *, quick: bool, mode: Mode) -> Work
     """Derive the local run's work from a validated phase (see the module docstring)."""
     node, load = lab.spec.node, lab.spec.load
     notes: list[str] = []
+    time_scale = 1.0
     load_factor = node.load_factor
     requests, duration = load.requests, load.duration_seconds
     if quick:
@@ -103,9 +114,20 @@ def plan_workload(lab: nodelab_spec.NodeLab, *, quick: bool, mode: Mode) -> Work
         if requests is not None and requests > QUICK_MAX_REQUESTS:
             notes.append(f"quick: requests {requests} -> {QUICK_MAX_REQUESTS}")
             requests = QUICK_MAX_REQUESTS
-        if duration is not None and duration > QUICK_MAX_DURATION_S:
-            notes.append(f"quick: durationSeconds {duration} -> {QUICK_MAX_DURATION_S}")
-            duration = QUICK_MAX_DURATION_S
+        trigger = lab.spec.trigger
+        cap = QUICK_MAX_DURATION_S if trigger is None else QUICK_MAX_STORM_DURATION_S
+        if duration is not None and duration > cap:
+            time_scale = cap / duration
+            note = f"quick: durationSeconds {duration} -> {cap}"
+            if trigger is not None:
+                note += (
+                    f"; the trigger's window scales with it (x{time_scale:.3g}): "
+                    f"{trigger.start_seconds:g}-{trigger.end_seconds:g} s -> "
+                    f"{trigger.start_seconds * time_scale:.3g}-"
+                    f"{trigger.end_seconds * time_scale:.3g} s; rate and timeout unchanged"
+                )
+            notes.append(note)
+            duration = cap
     work_load_factor = load_factor
     io_millis = node.io_millis
     if mode == "io" and load_factor > 0:
@@ -127,6 +149,7 @@ def plan_workload(lab: nodelab_spec.NodeLab, *, quick: bool, mode: Mode) -> Work
         quick=quick,
         mode=mode,
         notes=tuple(notes),
+        time_scale=time_scale if lab.spec.trigger is not None else 1.0,
     )
 
 

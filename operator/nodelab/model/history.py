@@ -13,7 +13,12 @@ HISTORY_LIMIT = 10
 
 
 def history_row(lab: NodeLab, last_run: Mapping[str, Any]) -> dict[str, Any]:
-    """One short row of ``status.history`` for a finished run of ``lab``'s current spec."""
+    """One short row of ``status.history`` for a finished run of ``lab``'s current spec.
+
+    A storm run's row adds its ``amplification``, ``recoverySeconds`` (absent: it did not
+    recover) and ``stormVerdict``; a lab with a slow pool or another strategy than
+    round-robin adds its ``balancing`` strategy.
+    """
     latency = last_run.get("latencyMillis") or {}
     row: dict[str, Any] = {
         "generation": int(last_run.get("generation") or lab.generation),
@@ -28,6 +33,13 @@ def history_row(lab: NodeLab, last_run: Mapping[str, Any]) -> dict[str, Any]:
     }
     if last_run.get("breakingConcurrency") is not None:
         row["breakingConcurrency"] = int(last_run["breakingConcurrency"])
+    storm = last_run.get("storm")
+    if isinstance(storm, Mapping):  # phase 5: how the storm went
+        row["amplification"] = storm.get("amplification")
+        row["recoverySeconds"] = storm.get("recoverySeconds")
+        row["stormVerdict"] = storm.get("verdict")
+    if lab.spec.node.slow_pool is not None or lab.spec.load.balancing != "round-robin":
+        row["balancing"] = last_run.get("balancing") or lab.spec.load.balancing  # phase 6
     # The CRD types these fields; a missing number is left out rather than written as null.
     return {key: value for key, value in row.items() if value is not None}
 

@@ -5,6 +5,12 @@ generation's) and the local runtime (after its load generator ran) call the same
 the two write the same conditions, history and prediction for the same report; only where the
 fleet runs (:class:`~nodelab.model.prediction.Placement`) is theirs to say. docs/operator.md's
 status tables are the contract. Value in, value out: ``now`` is an RFC 3339 string.
+
+A storm run (phase 5: the report has ``storm`` with a trigger) is judged by whether goodput came
+back after the trigger, not by p99: SLOMet is True ``Recovered`` (with the seconds it took) or
+False ``DidNotRecover`` (with the amplification and goodput that kept it down), from the load
+generator's own ``storm.verdict``. A p99 of a storm run mixes the minutes-long retried requests
+of the storm with the quick ones around it; whether the fleet came back is the lesson.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ __all__ = [
     "completed_status",
     "load_complete_condition",
     "rolled_out_message",
+    "run_slo_condition",
+    "storm_condition",
     "with_rolled_out",
     "with_spec_accepted",
 ]
@@ -78,6 +86,47 @@ def load_complete_condition(last_run: Mapping[str, Any]) -> tuple[str, str, str]
     )
 
 
+def _figure(value: Any, digits: int = 2) -> str:
+    return "?" if not isinstance(value, int | float) else f"{value:.{digits}f}"
+
+
+def storm_condition(last_run: Mapping[str, Any]) -> tuple[str, str, str] | None:
+    """(status, reason, message) of SLOMet for a storm run with a trigger, else None.
+
+    ``Recovered``: goodput was back (>= 95% of the offered load for 3 s) within the run;
+    ``DidNotRecover``: it was not, the metastable storm.
+    """
+    figures = last_run.get("storm")
+    if not isinstance(figures, Mapping) or figures.get("verdict") not in (
+        "Recovered",
+        "DidNotRecover",
+    ):
+        return None
+    amplification = _figure(figures.get("amplification"))
+    during = _figure(figures.get("goodputDuringTrigger"))
+    after = _figure(figures.get("goodputAfterTrigger"))
+    if figures["verdict"] == "Recovered":
+        return (
+            "True",
+            "Recovered",
+            f"goodput was back {figures.get('recoverySeconds')} s after the trigger ended "
+            f"(amplification {amplification}x, goodput {during} during the trigger, "
+            f"{after} after it)",
+        )
+    return (
+        "False",
+        "DidNotRecover",
+        f"goodput did not come back after the trigger ended: amplification {amplification}x "
+        f"(attempts per offered request), goodput {during} during the trigger and {after} "
+        "after it; the retries kept the fleet past its capacity",
+    )
+
+
+def run_slo_condition(last_run: Mapping[str, Any]) -> tuple[str, str, str]:
+    """SLOMet of a finished run: the storm verdict for a storm run, else p99 vs the SLO."""
+    return storm_condition(last_run) or slo_condition(last_run)
+
+
 def completed_status(
     lab: NodeLab,
     last_run: Mapping[str, Any],
@@ -106,7 +155,7 @@ def completed_status(
         now=now,
     )
     conditions = set_condition(
-        conditions, SLO_MET, *slo_condition(last_run), generation=generation, now=now
+        conditions, SLO_MET, *run_slo_condition(last_run), generation=generation, now=now
     )
     status: dict[str, Any] = {
         "phase": COMPLETED,
