@@ -489,6 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from loadgen.processes import WorkerError
     from loadgen.progress import RichProgress
     from loadgen.report_tables import report_tables
+    from loadgen.storm import TriggerRefused
 
     logging.basicConfig(level=logging.WARNING, format=f"{PROG}: %(message)s")
     errors = Console(stderr=True)
@@ -497,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress = RichProgress(errors)
     try:
         report = runner.run(plan, progress=progress)
-    except WorkerError as exc:
+    except (WorkerError, TriggerRefused) as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

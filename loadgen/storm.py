@@ -213,6 +213,9 @@ class _Storm:
         self.timeline = Timeline()
         self.cap = in_flight_cap(plan)
         self.live: set[asyncio.Task[None]] = set()
+        # Tasks created and not yet running -> their target slot: cancelled before they start
+        # (the deadline), their coroutine never runs, so their end is counted for them.
+        self.unstarted: dict[asyncio.Task[None], int] = {}
         self.start = 0.0
         self.next_index = 0
         self.ended = 0
@@ -241,9 +244,16 @@ class _Storm:
                 continue
             task = asyncio.create_task(self.request(index, due))
             self.live.add(task)
-            task.add_done_callback(self.live.discard)
+            self.unstarted[task] = index % len(self.targets)
+            task.add_done_callback(self._done)
             if len(self.live) > self.peak:
                 self.peak = len(self.live)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self.live.discard(task)
+        slot = self.unstarted.pop(task, None)
+        if slot is not None:
+            self._end(slot, "gave_up")
 
     def count_unsent(self) -> None:
         """The arrivals the deadline left unoffered (only a short ``deadline_s`` does that)."""
@@ -254,6 +264,9 @@ class _Storm:
 
     async def request(self, index: int, due: float) -> None:
         """Attempts of request ``index`` until one succeeds or the retrier gives up."""
+        task = asyncio.current_task()
+        if task is not None:
+            self.unstarted.pop(task, None)
         retrier = self.retrier
         slot = index % len(self.targets)
         attempt = 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from loadgen.plan import DEFAULT_TARGETS, LoadPlan, PlanError
+from loadgen.plan import DEFAULT_TARGETS, LoadPlan, PlanError, Trigger
+from loadgen.resilience import RetryPolicy
 
 
 def test_defaults_are_the_workshops() -> None:
@@ -96,3 +97,73 @@ def test_scheduled_requests() -> None:
     assert LoadPlan(rate=20.0, duration_s=3).scheduled == 60
     assert LoadPlan(rate=20.0, requests=7).scheduled == 7
     assert LoadPlan(duration_s=3).scheduled is None  # a closed loop for a while: no count
+
+
+SLOW = Trigger(start_s=3, duration_s=4, mode="slow", extra_millis=300)
+STORM = {"rate": 50.0, "duration_s": 20.0, "fault_token_file": "/run/token"}
+
+
+def test_a_trigger_is_a_fault_body_and_a_report_window() -> None:
+    assert SLOW.end_s == 7
+    assert SLOW.fault_body() == {
+        "startsInSeconds": 3,
+        "durationSeconds": 4,
+        "mode": "slow",
+        "extraMillis": 300,
+    }
+    fail = Trigger(start_s=1.5, duration_s=2, mode="fail")
+    assert fail.fault_body() == {"startsInSeconds": 1.5, "durationSeconds": 2, "mode": "fail"}
+    assert fail.to_report() == {
+        "startSeconds": 1.5, "endSeconds": 3.5, "durationSeconds": 2, "mode": "fail", "status": 503
+    }  # fmt: skip
+    assert Trigger(start_s=0, duration_s=1, mode="fail", status=500).fault_body()["status"] == 500
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"start_s": -1}, "trigger.start_s"),
+        ({"duration_s": 0}, "trigger.duration_s"),
+        ({"duration_s": float("nan")}, "trigger.duration_s"),
+        ({"mode": "crash"}, "trigger.mode"),
+        ({"extra_millis": None}, "trigger.extra_millis"),
+        ({"extra_millis": 0}, "trigger.extra_millis"),
+        ({"extra_millis": 60_001}, "trigger.extra_millis"),
+        ({"status": 503}, "trigger.status"),  # status is for mode fail
+        ({"mode": "fail"}, "trigger.extra_millis"),  # extraMillis is for mode slow
+        ({"mode": "fail", "extra_millis": None, "status": 404}, "trigger.status"),
+    ],
+)
+def test_bad_triggers_name_the_field(changes: dict[str, object], field: str) -> None:
+    values: dict[str, object] = {"start_s": 1, "duration_s": 2, "mode": "slow", "extra_millis": 5}
+    with pytest.raises(PlanError) as caught:
+        Trigger(**{**values, **changes})  # type: ignore[arg-type]
+    assert caught.value.field == field
+
+
+def test_a_plan_that_retries_or_triggers_is_a_storm() -> None:
+    assert not LoadPlan(rate=5.0).storm
+    assert not LoadPlan(retry=RetryPolicy()).storm  # never retries: the usual loops
+    assert LoadPlan(rate=5.0, retry=RetryPolicy(kind="immediate", max_attempts=2)).storm
+    assert LoadPlan(trigger=SLOW, **STORM).storm  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"rate": None}, "trigger"),
+        ({"duration_s": None, "requests": 100}, "trigger"),
+        ({"duration_s": 7.0}, "trigger.duration_s"),  # the window must end before the run
+        ({"fault_token_file": None}, "fault_token_file"),
+        ({"fault_token_file": ""}, "fault_token_file"),
+        ({"trigger": None, "rate": None, "retry": RetryPolicy(kind="backoff", max_attempts=3)},
+         "retry"),
+        ({"retry": {"kind": "immediate"}}, "retry"),
+        ({"trigger": {"start_s": 1}}, "trigger"),
+    ],
+)  # fmt: skip
+def test_bad_storm_plans_name_the_field(changes: dict[str, object], field: str) -> None:
+    values: dict[str, object] = {**STORM, "trigger": SLOW}
+    with pytest.raises(PlanError) as caught:
+        LoadPlan(**{**values, **changes})  # type: ignore[arg-type]
+    assert caught.value.field == field

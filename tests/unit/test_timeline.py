@@ -102,3 +102,16 @@ def test_without_a_trigger_only_amplification_is_measured() -> None:
     figures = storm_figures(_run([(10, 10, 11)] * 3), None, None)
     assert figures.amplification == pytest.approx(1.1)
     assert figures.goodput_during is None and figures.recovery_s is None
+
+
+def test_merging_keeps_the_true_minimum_latency() -> None:
+    # hdrh's add() into an empty histogram keeps its minimum at 0 for ever.
+    a, b = Timeline(), Timeline()
+    b.success(0.5, 40_000)
+    b.success(0.6, 90_000)
+    a.merge(b)
+    assert 39_000 < a.seconds[0].latency.get_min_value() <= 40_000
+    merged = Second()
+    for row in Timeline.decode(b.encode()).seconds:
+        merged.merge(row)
+    assert 39_000 < merged.latency.get_min_value() <= 40_000
