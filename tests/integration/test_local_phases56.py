@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from nodelab.local import cli_run, procs, statusdoc
 from nodelab.local.fleet import Fleet
 from nodelab.local.narration import Narrator
 from nodelab.local.phase_run import run_phase
 from nodelab.local.settings import LocalSettings
-from nodelab.model import conditions, spec
+from nodelab.model import conditions, crd, spec, validation
 
 from tests.support.processes import free_base_port, record_registered
 
@@ -72,6 +73,11 @@ def test_the_naive_storm_does_not_recover(
     row = status["history"][-1]
     assert row["stormVerdict"] == "DidNotRecover" and "recoverySeconds" not in row
     assert row["amplification"] == storm["amplification"]
+    # The CRD takes the status as the local runtime wrote it (history items are typed).
+    document = yaml.safe_load((PHASES / "phase-5a-storm.yaml").read_text(encoding="utf-8"))
+    schema = crd.spec_schema()
+    checked = validation.apply_defaults({**document, "status": status}, schema)
+    assert validation.validate_object(checked, schema) == []
 
 
 def test_the_defended_storm_recovers_and_the_token_is_ours_alone(
