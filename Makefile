@@ -10,11 +10,13 @@ STAMP  := $(VENV)/.installed
 
 help:
 	@echo "make demo        run the scaling tour on this machine (quick mode; FULL=1 for the workshop's figures)"
+	@echo "                 more tours: $(BIN)/nodelab tour --storm --quick (phase 5: one fault, three retry policies)"
+	@echo "                 and $(BIN)/nodelab tour --balancing --quick (phase 6: one slow node, every balancing strategy)"
 	@echo "make test        lint + unit + integration + cluster tests (kind e2e tests skip without docker/kind)"
 	@echo "make cluster-bin build etcd + kube-apiserver/controller-manager/scheduler + kubectl (cached)"
 	@echo "make bench       benchmarks: ratios against wrk, bare frameworks and the model (QUICK=1: < 3 min)"
 	@echo "make kind-up     create a kind cluster, build and load the image, install CRD + operator"
-	@echo "make phase N=2   apply manifests/phases/phase-N-*.yaml to the cluster"
+	@echo "make phase N=2   apply manifests/phases/phase-N-*.yaml to the cluster (N: $(PHASE_IDS))"
 	@echo "make e2e         run tests/e2e against the kind cluster"
 	@echo "make kind-down   delete the kind cluster"
 
@@ -63,6 +65,10 @@ NAMESPACE    ?= default
 # Always the kind cluster's context: never apply the lab to whatever cluster is current.
 KUBECTL      := kubectl --context kind-$(KIND_CLUSTER)
 PHASE_FILE    = $(firstword $(wildcard manifests/phases/phase-$(N)-*.yaml))
+# The valid N, from the files present: phase-5a-storm.yaml -> 5a.
+PHASE_IDS     = $(sort $(foreach f,$(notdir $(wildcard manifests/phases/phase-*-*.yaml)),$(word 2,$(subst -, ,$(f)))))
+# Phases 5 and 6 fill the priority-1 columns (Amplification, Recovery, Balancing): -o wide.
+PHASE_WATCH   = kubectl -n $(NAMESPACE) get nodelabs$(if $(filter 5% 6%,$(N)), -o wide) -w
 
 kind-up:
 	docker build -t $(IMAGE) .
@@ -76,9 +82,9 @@ kind-up:
 	$(KUBECTL) -n nodelab-system rollout status deployment/nodelab-operator --timeout=180s
 
 phase:
-	@test -n "$(PHASE_FILE)" || { echo "no manifests/phases/phase-$(N)-*.yaml (N=1..4)"; exit 2; }
+	@test -n "$(PHASE_FILE)" || { echo "no manifests/phases/phase-$(N)-*.yaml (N is one of: $(PHASE_IDS))"; exit 2; }
 	$(KUBECTL) -n $(NAMESPACE) apply -f $(PHASE_FILE)
-	@echo "watch it: kubectl -n $(NAMESPACE) get nodelabs -w"
+	@echo "watch it: $(PHASE_WATCH)"
 
 e2e: $(STAMP)
 	KIND_CLUSTER=$(KIND_CLUSTER) $(BIN)/pytest -q -ra -s -m e2e tests/e2e

@@ -1,12 +1,14 @@
-"""End to end on a kind cluster: phases 1-4 applied to one NodeLab, the answers read from status.
+"""End to end on a kind cluster: phases 1-4 applied to one NodeLab, then phases 5c and 6b, the
+answers read from status.
 
 Needs `make kind-up` (cluster, image, CRD and operator); skips with the reason everywhere else.
-The phases run in their own namespace, labelled to enforce the Pod Security "restricted"
-profile, so the test also proves the operator's pods are admitted under it.
+Each test runs in its own namespace, labelled to enforce the Pod Security "restricted" profile,
+so it also proves the operator's pods are admitted under it.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from collections.abc import Iterator
@@ -24,6 +26,8 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 NAMESPACE = "nodelab-e2e"
 LAB = "scaling-lab"
+STORM, BALANCING = "storm-lab", "balancing-lab"
+PHASES_DIR = ROOT / "manifests" / "phases"
 # Phase 1 is the slowest: 20 requests of fib(35) one at a time on half a core (~2 minutes),
 # after the rollout; the bound leaves room for a slow laptop and a cold image.
 PHASE_TIMEOUT_S = 600.0
@@ -58,12 +62,12 @@ def _largest_worker_cpu_millicores(kubectl: Kubectl) -> int:
     return max(quantity.cpu_millicores(cpu) for cpu in allocatable)
 
 
-def _wait_completed(kubectl: Kubectl, phase_file: Path) -> dict[str, Any]:
-    """Poll the NodeLab until it is Completed for its current generation; return it."""
+def _wait_completed(kubectl: Kubectl, phase_file: Path, name: str = LAB) -> dict[str, Any]:
+    """Poll the NodeLab ``name`` until it is Completed for its current generation; return it."""
     deadline = time.monotonic() + PHASE_TIMEOUT_S
     lab: dict[str, Any] = {}
     while time.monotonic() < deadline:
-        lab = kubectl.json("nodelab", LAB)
+        lab = kubectl.json("nodelab", name)
         status = lab.get("status") or {}
         current = status.get("observedGeneration") == lab["metadata"]["generation"]
         if current and status.get("phase") == "Completed":
@@ -136,3 +140,43 @@ def test_phases_one_to_four_tell_the_scaling_story(kubectl: Kubectl) -> None:
             assert len(run.get("perNode") or []) == 3, "the load reaches each of the 3 pods"
 
     print("\n".join(rows))
+
+
+@pytest.mark.timeout(2 * PHASE_TIMEOUT_S + 300)
+def test_phase_5c_recovers_and_phase_6b_spares_the_slow_pod(kubectl: Kubectl) -> None:
+    # --- phase 5c: the defended storm, its fault window opened with the operator's token ---
+    phase_file = PHASES_DIR / "phase-5c-defended.yaml"
+    kubectl.run("apply", "-f", str(phase_file))
+    lab = _wait_completed(kubectl, phase_file, STORM)
+    secret = kubectl.json("secret", f"{STORM}-fault-token")
+    (owner,) = secret["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["controller"]) == ("NodeLab", STORM, True)
+    assert len(base64.b64decode(secret["data"]["token"])) >= 32
+    run = lab["status"]["lastRun"]
+    storm = run["storm"]
+    print(
+        f"phase 5c: amplification {storm.get('amplification')}, recovery "
+        f"{storm.get('recoverySeconds')} s, {storm.get('verdict')}"
+    )
+    # The trigger reached the nodes: a refused POST /fault fails the load Job, and the lab.
+    assert run["trigger"]["mode"] == "slow", run.get("trigger")
+    # attempts may fall below offered: the open breaker refuses requests without sending one.
+    assert storm["offered"] > 0 and storm["attempts"] > 0, storm
+    # What 5c teaches, whatever the laptop (the work is an I/O wait, not the host's cores):
+    # shedding, Retry-After, the budget and the breaker bring goodput back after the fault.
+    assert storm["recovered"] is True, json.dumps(storm, indent=2)
+    assert storm["verdict"] == "Recovered", storm
+
+    # --- phase 6b: one slow pod in three, least-outstanding ---------------------------------
+    phase_file = PHASES_DIR / "phase-6b-least-outstanding.yaml"
+    kubectl.run("apply", "-f", str(phase_file))
+    lab = _wait_completed(kubectl, phase_file, BALANCING)
+    deployments = kubectl.json("deployments", "-l", f"app.kubernetes.io/instance={BALANCING}")
+    replicas = {d["metadata"]["name"]: d["spec"]["replicas"] for d in deployments["items"]}
+    assert replicas == {f"{BALANCING}-node": 2, f"{BALANCING}-node-slow": 1}, replicas
+    rows = lab["status"]["lastRun"]["perNode"]
+    print(f"phase 6b shares: {[(r['node'], r['share']) for r in rows]}")
+    slow = [r for r in rows if r["node"].startswith(f"{BALANCING}-node-slow-")]
+    fast = [r for r in rows if r not in slow]
+    assert (len(slow), len(fast)) == (1, 2), rows
+    assert all(slow[0]["share"] < row["share"] for row in fast), rows
