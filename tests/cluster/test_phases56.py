@@ -12,6 +12,7 @@ least-outstanding sends the slow pod a smaller share than each fast pod. `kubect
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +30,44 @@ RUN_TIMEOUT_S = 240.0
 def _run(cluster: Cluster, namespace: str, phase_file: str, lab: str) -> dict[str, Any]:
     cluster.kubectl("apply", "-n", namespace, "-f", str(PHASES / phase_file))
     generation = int(cluster.get("nodelab", "-n", namespace, lab)["metadata"]["generation"])
-    done: dict[str, Any] = eventually(
-        lambda: completed(cluster, namespace, lab, generation),
-        timeout=RUN_TIMEOUT_S,
-        what=f"{phase_file} Completed",
-        poll=1.0,
-    )
+    try:
+        done: dict[str, Any] = eventually(
+            lambda: completed(cluster, namespace, lab, generation),
+            timeout=RUN_TIMEOUT_S,
+            what=f"{phase_file} Completed",
+            poll=1.0,
+        )
+    except pytest.fail.Exception:
+        print(_diagnosis(cluster, namespace, lab))
+        raise
     return done
+
+
+def _diagnosis(cluster: Cluster, namespace: str, lab: str) -> str:
+    """What a run that did not complete left behind: the NodeLab's status and conditions, the
+    namespace's pods, Jobs, Secrets and Events, and the logs of the load pod and a node pod."""
+
+    def kubectl(*argv: str) -> str:
+        result = cluster.kubectl(*argv, check=False)
+        return result.stdout + result.stderr
+
+    status = (cluster.get("nodelab", "-n", namespace, lab).get("status")) or {}
+    parts = [
+        f"--- NodeLab {lab} status (phase {status.get('phase')}, observedGeneration "
+        f"{status.get('observedGeneration')})",
+        json.dumps(status.get("conditions"), indent=1),
+        "--- pods, jobs, secrets",
+        kubectl("get", "pods,jobs,secrets", "-n", namespace, "-o", "wide"),
+        "--- events",
+        kubectl("get", "events", "-n", namespace, "--sort-by=.lastTimestamp"),
+    ]
+    pods = cluster.get("pods", "-n", namespace, "-l", f"app.kubernetes.io/instance={lab}")
+    names = [p["metadata"]["name"] for p in pods["items"]]
+    load = [n for n in names if "-load-" in n]
+    node = [n for n in names if "-node-" in n][:1]
+    for name in load + node:
+        parts += [f"--- logs of {name}", cluster.pod_log(namespace, name) or "(none)"]
+    return "\n".join(parts)
 
 
 def _wide_row(cluster: Cluster, namespace: str, lab: str) -> dict[str, str]:
@@ -63,8 +95,10 @@ def test_phases_five_and_six_run_through_the_operator(cluster: Cluster, namespac
     # The trigger reached the nodes (a refused /fault fails the run, and the Job with it).
     assert run["trigger"]["mode"] == "slow", run.get("trigger")
     storm = run["storm"]
-    assert storm["offered"] > 0 and storm["attempts"] >= storm["offered"]
-    assert storm["amplification"] >= 1.0
+    # An open breaker refuses requests without an attempt, so a defended run may send fewer
+    # attempts than it was offered; the budget keeps retries to a tenth of first attempts.
+    assert storm["offered"] > 0 and 0 < storm["attempts"] <= 1.5 * storm["offered"], storm
+    assert 0 < storm["amplification"] <= 1.5, storm
     assert storm["verdict"] in {"Recovered", "DidNotRecover"}
     points = run["timeline"]["points"]
     assert len(points) >= 10, "a point per second or two of the 20 s run"

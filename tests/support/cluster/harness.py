@@ -35,6 +35,8 @@ __all__ = [
 
 ROOT = Path(__file__).resolve().parents[3]
 IMAGE = "nodelab:dev"
+# The test kubelet's folder in a cluster's workdir: per pod, its volumes and container logs.
+KUBELET_DIR = "kubelet"
 
 
 def _outermost(paths: list[Path]) -> list[str]:
@@ -152,6 +154,17 @@ class Cluster:
         """``kubectl get ... -o json``, decoded."""
         return json.loads(self.kubectl("get", *argv, "-o", "json").stdout)
 
+    def pod_log(self, namespace: str, pod: str, lines: int = 40) -> str:
+        """The last ``lines`` of what a pod's containers wrote, from the test kubelet's files
+        (it serves no ``kubectl logs``); empty when the pod never started here."""
+        pods = self.plane.workdir / KUBELET_DIR / "pods"
+        texts = [
+            f"== {log.parent.name}/{log.name}\n"
+            + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+            for log in sorted(pods.glob(f"{namespace}_{pod}_*/*.log"))
+        ]
+        return "\n".join(texts)
+
     def check_running(self) -> None:
         """Raise ClusterUnavailable naming a component that died."""
         try:
@@ -225,7 +238,7 @@ def start_cluster(
                 f"--cpu={cpu}",
                 f"--memory={memory}",
                 f"--images={images}",
-                f"--workdir={workdir / 'kubelet'}",
+                f"--workdir={workdir / KUBELET_DIR}",
                 f"--subnet={pods.subnet}",
             ],
             workdir / "logs" / "test-kubelet.log",

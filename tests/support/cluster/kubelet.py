@@ -642,14 +642,26 @@ class Kubelet:
                 f"mount --bind {shlex.quote(str(run.workdir / 'serviceaccount'))} {_SA_DIR}",
                 f"mount -o remount,bind,ro {_SA_DIR}",
             ]
-        for mount in run.container.get("volumeMounts") or []:
-            volume = declared.get(mount["name"]) or {}
-            if "emptyDir" in volume or "secret" in volume:
-                source = run.workdir / "volumes" / mount["name"]
-                target = shlex.quote(mount["mountPath"])
-                lines += [f"mkdir -p {target}", f"mount --bind {shlex.quote(str(source))} {target}"]
-                if "secret" in volume or mount.get("readOnly"):
-                    lines.append(f"mount -o remount,bind,ro {target}")
+        # Every volume's folder is staged under /run first: the pod's work folder may lie below
+        # a path a mount covers next (an emptyDir at /tmp hides a work folder in /tmp).
+        mounted = [
+            mount
+            for mount in run.container.get("volumeMounts") or []
+            if {"emptyDir", "secret"} & set(declared.get(mount["name"]) or {})
+        ]
+        lines.append("mkdir -p /run/volumes")
+        for name in sorted({mount["name"] for mount in mounted}):
+            source = shlex.quote(str(run.workdir / "volumes" / name))
+            lines += [
+                f"mkdir /run/volumes/{shlex.quote(name)}",
+                f"mount --bind {source} /run/volumes/{shlex.quote(name)}",
+            ]
+        for mount in mounted:
+            source = f"/run/volumes/{shlex.quote(mount['name'])}"
+            target = shlex.quote(mount["mountPath"])
+            lines += [f"mkdir -p {target}", f"mount --bind {source} {target}"]
+            if "secret" in declared[mount["name"]] or mount.get("readOnly"):
+                lines.append(f"mount -o remount,bind,ro {target}")
         # The image's own files, as a container has them: readable by the pod's user even where
         # the host keeps them in a private home (a tmpfs hides what else that folder holds).
         for folder in _private_ancestors(image.paths):
