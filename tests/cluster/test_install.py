@@ -22,7 +22,7 @@ def test_crd_is_established_and_structural(cluster: Cluster) -> None:
 
 
 def test_kubectl_explain_prints_the_field_description(cluster: Cluster) -> None:
-    out = cluster.kubectl("explain", "nodelab.model.spec.node.workers").stdout
+    out = cluster.kubectl("explain", "nodelab.spec.node.workers").stdout
     assert "FIELD: workers" in out or "FIELD:    workers" in out, out
     assert "uvicorn" in out.lower() or "worker process" in out.lower(), out
 
