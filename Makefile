@@ -51,8 +51,18 @@ cluster-bin: $(STAMP)
 cluster: cluster-bin
 	$(BIN)/pytest -q -ra tests/cluster
 
+# The tiers in one run: first the tests that use machine-wide state (marker `serial`), then
+# the cluster tier (its control plane mostly waits on rollouts) beside the unit, integration and
+# e2e tests on two xdist workers; the cluster tier's output follows theirs. Fails if any fails.
+CLUSTER_LOG ?= $(VENV)/cluster-tier.log
 test: lint cluster-bin
-	$(BIN)/pytest -q -ra tests
+	$(BIN)/pytest -q -ra -m serial tests/integration
+	@$(BIN)/pytest -q -ra tests/cluster > $(CLUSTER_LOG) 2>&1 & cluster=$$!; \
+	trap 'kill -INT $$cluster 2>/dev/null; wait $$cluster' INT TERM; \
+	$(BIN)/pytest -q -ra -n 2 -m "not serial" tests/unit tests/integration tests/e2e; rest=$$?; \
+	wait $$cluster; tier=$$?; \
+	echo "--- tests/cluster ($(CLUSTER_LOG))"; cat $(CLUSTER_LOG); \
+	exit $$(( rest != 0 || tier != 0 ))
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(if $(QUICK),--quick,)

@@ -25,6 +25,11 @@ from nodelab.local.settings import LocalSettings
 from node_service.scratch import OwnedDir, remove_stale
 from tests.support.processes import free_base_port, reap, running_node
 
+# These tests count the nodelab-* directories in the machine's temp dir: nothing else may
+# start nodes meanwhile, so they run alone (make test runs the serial ones after the rest).
+pytestmark = pytest.mark.serial
+
+
 PREFIX = "nodelab-test-"
 OWNER = (
     "import sys\n"

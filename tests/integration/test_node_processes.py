@@ -179,6 +179,7 @@ def test_store_limits_over_http() -> None:
         assert httpx.get(f"{url}/c").status_code == 404
 
 
+@pytest.mark.serial  # counts the node scratch directories in the shared temp dir
 def test_metrics_directory_is_private_and_removed(tmp_path: Path) -> None:
     with running_node(workers=2, env={"TMPDIR": str(tmp_path)}) as node:
         assert [p.name for p in tmp_path.iterdir() if p.name.startswith("nodelab-metrics-")]
