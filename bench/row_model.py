@@ -182,6 +182,10 @@ def _median_round(phase: _Phase, ratios: Sequence[float]) -> int:
     return order[(len(order) - 1) // 2]
 
 
+# A measured p99 within this fraction of the SLO is on the line between OK and Crashed.
+EDGE_OF_SLO = 0.05
+
+
 def _status(hit: bool, others: float) -> tuple[Status, str]:
     if hit or others <= INTERFERENCE_CORES:
         return judge(hit), ""
@@ -236,6 +240,15 @@ def _p99_row(key: str, mode: Mode, phase: _Phase) -> Row:
     status, note = _status(hit, others)
     if agree < len(phase.rounds):
         differ = f"verdicts differ in {len(measured) - agree} round(s)"
+        # A p99 this close to the SLO is decided by the machine's noise, not by the model: the
+        # workshop's own phase 3 is 2 rounds x 2.7 s = 5.4 s against a 5 s SLO, 8% past it.
+        edge = min(
+            abs(_p99(r) / r.slo_ms - 1)
+            for r, m, v in zip(phase.rounds, measured, predicted, strict=True)
+            if m != v
+        )
+        if edge < EDGE_OF_SLO:
+            differ += f" (p99 within {edge:.0%} of the SLO there: the verdict sits on the line)"
         note = f"{differ}; {note}" if note else differ
     return Row(
         key,
