@@ -20,6 +20,7 @@ from node_service import settings as node_settings
 from nodelab.kube.settings import OperatorSettings
 from nodelab.model import crd, names, quantity, validation
 from nodelab.model.load_plan import load_plan
+from nodelab.model.node_flags import node_flag_fields
 from nodelab.model.spec import NodeLab
 
 __all__ = [
@@ -164,19 +165,7 @@ def node_fields(lab: NodeLab, settings: OperatorSettings, *, slow: bool = False)
         "load_factor": node.load_factor,
         "io_millis": node.io_millis,
     }
-    if slow and node.slow_pool is not None:
-        if node.slow_pool.service_factor is not None:
-            fields["service_factor"] = node.slow_pool.service_factor
-        if node.slow_pool.extra_millis is not None:
-            fields["extra_millis"] = node.slow_pool.extra_millis
-    protection = node.protection
-    if protection is not None:
-        fields["max_queue"] = protection.max_queue
-        fields["retry_after_seconds"] = protection.retry_after_seconds
-        if protection.rate_limit is not None:
-            fields["rate_limit"] = protection.rate_limit
-        if protection.rate_burst is not None:
-            fields["rate_burst"] = protection.rate_burst
+    fields.update(node_flag_fields(node.protection, node.slow_pool if slow else None))
     if lab.spec.trigger is not None:
         fields["fault_token_file"] = FAULT_TOKEN_FILE
     return fields

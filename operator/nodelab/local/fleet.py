@@ -34,7 +34,8 @@ from node_service.scratch import OwnedDir
 from node_service.settings import node_argv
 from nodelab.local import procs
 from nodelab.local.settings import LocalSettings
-from nodelab.model.spec import NodeLab, ProtectionSpec
+from nodelab.model.node_flags import node_flag_fields
+from nodelab.model.spec import NodeLab, ProtectionSpec, SlowPoolSpec
 
 __all__ = [
     "Fleet",
@@ -112,21 +113,10 @@ class FleetSpec:
     def node_fields(self, index: int) -> dict[str, str | int | float | bool]:
         """The ``node_argv`` fields of replica ``index`` beyond its address and work: its
         protection and, in the slow pool, its factor and extra wait."""
-        fields: dict[str, str | int | float | bool] = {}
-        protection = self.protection
-        if protection is not None:
-            fields["max_queue"] = protection.max_queue
-            fields["retry_after_seconds"] = protection.retry_after_seconds
-            if protection.rate_limit is not None:
-                fields["rate_limit"] = protection.rate_limit
-            if protection.rate_burst is not None:
-                fields["rate_burst"] = protection.rate_burst
+        pool = None
         if self.slow_replicas and self.is_slow(index):
-            if self.service_factor is not None:
-                fields["service_factor"] = self.service_factor
-            if self.extra_millis is not None:
-                fields["extra_millis"] = self.extra_millis
-        return fields
+            pool = SlowPoolSpec(self.slow_replicas, self.service_factor, self.extra_millis)
+        return dict(node_flag_fields(self.protection, pool))
 
 
 @dataclass
