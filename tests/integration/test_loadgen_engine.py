@@ -20,30 +20,21 @@ from loadgen.health import BACKOFF_BASE_S, DownTarget
 from loadgen.histogram import summarize
 from loadgen.plan import LoadPlan
 from loadgen.session import open_session
+from tests.support.http_server import ANY_PATH, Handler, http_servers
 from tests.support.processes import free_port
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Serve = Callable[[Handler], Awaitable[str]]
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     """Start aiohttp servers on 127.0.0.1 with one GET handler each; all stopped at the end."""
-    runners: list[web.AppRunner] = []
+    async with http_servers() as servers:
 
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", handler)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        runners.append(runner)
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return f"http://127.0.0.1:{port}"
+        async def start(handler: Handler) -> str:
+            return await servers.start({ANY_PATH: handler})
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+        yield start
 
 
 def node_answer(node: str, delay_s: float = 0.0) -> Handler:

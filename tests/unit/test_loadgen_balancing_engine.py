@@ -20,9 +20,9 @@ from loadgen.balancing import STRATEGIES, Balancer, StrategyName
 from loadgen.engine import run_plan
 from loadgen.plan import LoadPlan
 from loadgen.session import open_session
+from tests.support.http_server import ANY_PATH, Handler, http_servers
 from tests.support.processes import free_port
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Serve = Callable[[Handler], Awaitable[str]]
 
 BALANCED: list[StrategyName] = [name for name in STRATEGIES if name != "round-robin"]
@@ -31,22 +31,13 @@ BALANCED: list[StrategyName] = [name for name in STRATEGIES if name != "round-ro
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     """Start aiohttp servers on 127.0.0.1 with one GET handler each; all stopped at the end."""
-    runners: list[web.AppRunner] = []
+    # Hung handlers are cancelled at once: nothing waits for them to answer.
+    async with http_servers(shutdown_timeout=0.05) as servers:
 
-    async def start(handler: Handler) -> str:
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", handler)
-        # Hung handlers are cancelled at once: nothing waits for them to answer.
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.05)
-        await runner.setup()
-        runners.append(runner)
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return f"http://127.0.0.1:{port}"
+        async def start(handler: Handler) -> str:
+            return await servers.start({ANY_PATH: handler})
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+        yield start
 
 
 def answering(node: str, delay_s: float = 0.0, status: int = 200) -> Handler:

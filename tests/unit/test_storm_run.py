@@ -24,9 +24,8 @@ from loadgen.report import build_report
 from loadgen.resilience import BreakerSettings, RetryPolicy
 from loadgen.schema import REPORT_SCHEMA
 from loadgen.session import open_session
-from tests.support.processes import free_port
+from tests.support.http_server import Handler, http_servers
 
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Serve = Callable[..., Awaitable[str]]
 
 IMMEDIATE = RetryPolicy(kind="immediate", max_attempts=3)
@@ -36,23 +35,12 @@ TOKEN = "unit-fault-token"
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     """Start aiohttp servers on 127.0.0.1 (GET /work, optionally POST /fault); stop them all."""
-    runners: list[web.AppRunner] = []
+    async with http_servers() as servers:
 
-    async def start(work: Handler, fault: Handler | None = None) -> str:
-        app = web.Application()
-        app.router.add_get("/work", work)
-        if fault is not None:
-            app.router.add_post("/fault", fault)
-        runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
-        await runner.setup()
-        runners.append(runner)
-        port = free_port()
-        await web.TCPSite(runner, "127.0.0.1", port).start()
-        return f"http://127.0.0.1:{port}"
+        async def start(work: Handler, fault: Handler | None = None) -> str:
+            return await servers.start({"/work": work}, {"/fault": fault} if fault else None)
 
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+        yield start
 
 
 def answers(*statuses: int, then: int = 200, retry_after: str | None = None) -> Handler:
