@@ -26,7 +26,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from loadgen.plan import LoadPlan
-from loadgen.resilience import BreakerSettings, RetryPolicy
+from loadgen.resilience import RetryPolicy
+from tests.support.retry_policies import defended_policy
 
 __all__ = ["CLIENTS", "POLICIES", "main", "run_plain", "run_storm"]
 
@@ -36,15 +37,7 @@ PLAIN_CONCURRENCY = 32
 # The storm path's policies; against a node that always answers 200 neither ever retries.
 POLICIES: dict[str, RetryPolicy] = {
     "storm": RetryPolicy(kind="immediate", max_attempts=2),
-    "defended": RetryPolicy(
-        kind="backoff",
-        max_attempts=3,
-        base_millis=50,
-        cap_millis=1000,
-        budget_ratio=0.1,
-        honor_retry_after=True,
-        breaker=BreakerSettings(),
-    ),
+    "defended": defended_policy(),
 }
 
 

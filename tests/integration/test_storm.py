@@ -26,6 +26,7 @@ from loadgen.plan import LoadPlan, Trigger
 from loadgen.resilience import BreakerSettings, RetryPolicy
 from node_service.settings import node_argv
 from tests.support.processes import running_node
+from tests.support.retry_policies import defended_policy
 
 TOKEN = "integration-storm-token"
 IO_MILLIS = 20
@@ -107,14 +108,8 @@ def test_a_naive_client_turns_the_trigger_into_a_storm(token_file: Path) -> None
 
 
 def test_a_defended_client_and_shedding_nodes_recover(token_file: Path) -> None:
-    policy = RetryPolicy(
-        kind="backoff",
-        max_attempts=3,
-        base_millis=50,
-        cap_millis=1000,
-        budget_ratio=0.1,
-        honor_retry_after=True,
-        breaker=BreakerSettings(failure_ratio=0.5, min_calls=20, open_seconds=1.0, probes=3),
+    policy = defended_policy(
+        BreakerSettings(failure_ratio=0.5, min_calls=20, open_seconds=1.0, probes=3)
     )
     with fleet(token_file, max_queue=5) as targets:
         report = storm_run(targets, token_file, policy)

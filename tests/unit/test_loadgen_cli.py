@@ -9,6 +9,7 @@ import pytest
 from loadgen.cli import FLAGS, CliOptions, UsageError, build_argv, main, parse
 from loadgen.plan import DEFAULT_TARGETS, LoadPlan, Trigger
 from loadgen.resilience import BreakerSettings, RetryPolicy
+from tests.support.retry_policies import defended_policy
 
 
 def test_no_flags_is_the_workshops_client() -> None:
@@ -243,15 +244,7 @@ STORM_PLANS = [
         rate=80.0,
         duration_s=20,
         timeout_s=1,
-        retry=RetryPolicy(
-            kind="backoff",
-            max_attempts=3,
-            base_millis=50,
-            cap_millis=1000,
-            budget_ratio=0.1,
-            honor_retry_after=True,
-            breaker=BreakerSettings(),
-        ),
+        retry=defended_policy(),
         trigger=Trigger(start_s=4, duration_s=3.5, mode="slow", extra_millis=300),
         fault_token_file="/var/run/nodelab/fault-token",
     ),
