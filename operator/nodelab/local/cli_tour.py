@@ -13,10 +13,13 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
+from rich.table import Table
 
 from loadgen.balancing import STRATEGIES
 from nodelab.local import (
@@ -252,6 +255,31 @@ def main(argv: Sequence[str]) -> int:
     return common.with_fleet(settings, narrator, PROG, body)
 
 
+def _report(
+    out: Console,
+    settings: LocalSettings,
+    done: Sequence[PhaseResult],
+    *,
+    table: Table,
+    why: str,
+    why_lines: Sequence[str],
+    save_chart: Callable[[], list[Path]],
+    document: Path,
+    extra: Mapping[str, Any],
+) -> int:
+    """A storm or balancing tour's ending: its table and the model's reasons under ``why``, its
+    chart drawn, its results written to ``document``, and where both are; the exit status."""
+    out.print(table)
+    out.print(why)
+    for line in why_lines:
+        out.print(f"  {line}", markup=False)
+    paths = save_chart()
+    results.write_results(document, settings, done, extra)
+    out.print(f"chart: {paths[0]} and {paths[1]}")
+    out.print(f"results: {document}")
+    return 0
+
+
 def storm_main(settings: LocalSettings, requested: Mode | None) -> int:
     """``--storm``: phases 5a, 5b, 5c on one lab, one table, the timelines side by side."""
     files = storm_tour.storm_files(settings.phases_dir)
@@ -285,16 +313,17 @@ def storm_main(settings: LocalSettings, requested: Mode | None) -> int:
             done.append(result)
             phases.append(storm_tour.storm_phase(result))
         title = tour_title(settings, "retry-storm tour")
-        out.print(storm_tour.storm_table(phases, title))
-        out.print("[bold]Why[/bold] (the storm model's reasons)")
-        for line in storm_tour.why_lines(phases):
-            out.print(f"  {line}", markup=False)
-        paths = storm_chart.save_storm_chart(phases, settings.out_dir, title=title)
-        document = settings.out_dir / "storm.json"
-        results.write_results(document, settings, done, storm_tour.results_extra(phases))
-        out.print(f"chart: {paths[0]} and {paths[1]}")
-        out.print(f"results: {document}")
-        return 0
+        return _report(
+            out,
+            settings,
+            done,
+            table=storm_tour.storm_table(phases, title),
+            why="[bold]Why[/bold] (the storm model's reasons)",
+            why_lines=storm_tour.why_lines(phases),
+            save_chart=lambda: storm_chart.save_storm_chart(phases, settings.out_dir, title=title),
+            document=settings.out_dir / "storm.json",
+            extra=storm_tour.results_extra(phases),
+        )
 
     return common.with_fleet(settings, narrator, PROG, body)
 
@@ -328,16 +357,19 @@ def balancing_main(settings: LocalSettings, requested: Mode | None) -> int:
             done.append(result)
             runs.append(balancing_tour.balancing_run(result))
         title = tour_title(settings, "load-balancing tour")
-        out.print(balancing_tour.balancing_table(runs, title))
-        out.print("[bold]Why each verdict[/bold] (the balancing model)")
-        for line in balancing_tour.verdict_lines(runs):
-            out.print(f"  {line}", markup=False)
-        paths = balancing_chart.save_balancing_chart(runs, settings.out_dir, title=title)
-        document = settings.out_dir / "balancing.json"
-        results.write_results(document, settings, done, balancing_tour.results_extra(runs))
-        out.print(f"chart: {paths[0]} and {paths[1]}")
-        out.print(f"results: {document}")
-        return 0
+        return _report(
+            out,
+            settings,
+            done,
+            table=balancing_tour.balancing_table(runs, title),
+            why="[bold]Why each verdict[/bold] (the balancing model)",
+            why_lines=balancing_tour.verdict_lines(runs),
+            save_chart=lambda: balancing_chart.save_balancing_chart(
+                runs, settings.out_dir, title=title
+            ),
+            document=settings.out_dir / "balancing.json",
+            extra=balancing_tour.results_extra(runs),
+        )
 
     return common.with_fleet(settings, narrator, PROG, body)
 
