@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nodelab.local.balancing_tour import BalancingRun, node_label, slow_replicas
+from nodelab.local.chart import save_figure
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -106,12 +107,5 @@ def balancing_figure(runs: Sequence[BalancingRun], *, title: str) -> Figure:
 
 def save_balancing_chart(runs: Sequence[BalancingRun], out_dir: Path, *, title: str) -> list[Path]:
     """Draw the chart into ``out_dir`` as ``balancing.png`` and ``balancing.svg``; the paths."""
-    import matplotlib.pyplot as plt
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = balancing_figure(runs, title=title)
-    paths = [out_dir / "balancing.png", out_dir / "balancing.svg"]
-    for path in paths:
-        fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(balancing_figure(runs, title=title), out_dir, "balancing")

@@ -9,12 +9,15 @@ import math
 import statistics
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nodelab.local.phase_run import PhaseResult
 from nodelab.local.tables import phase_label
 
-__all__ = ["PERCENTILES", "latency_curve", "save_chart"]
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+__all__ = ["PERCENTILES", "latency_curve", "save_chart", "save_figure"]
 
 PERCENTILES = (0.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 98.0, 99.0, 100.0)
 _VERDICT_COLOURS = {"OK": "#2e7d32", "Crashed": "#c62828"}
@@ -134,7 +137,14 @@ def save_chart(results: Sequence[PhaseResult], out_dir: Path, *, title: str) -> 
 
     fig.suptitle(title, fontsize=13)
     fig.tight_layout()
-    paths = [out_dir / "tour.png", out_dir / "tour.svg"]
+    return save_figure(fig, out_dir, "tour")
+
+
+def save_figure(fig: Figure, out_dir: Path, stem: str) -> list[Path]:
+    """Save ``fig`` into ``out_dir`` as ``<stem>.png`` and ``<stem>.svg``, close it; the paths."""
+    import matplotlib.pyplot as plt
+
+    paths = [out_dir / f"{stem}.png", out_dir / f"{stem}.svg"]
     for path in paths:
         fig.savefig(path, dpi=130)
     plt.close(fig)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from nodelab.local.chart import save_figure
 from nodelab.local.storm_tour import StormPhase
 
 if TYPE_CHECKING:
@@ -113,12 +114,5 @@ def _panel(ax: Any, phase: StormPhase) -> None:
 
 def save_storm_chart(phases: Sequence[StormPhase], out_dir: Path, *, title: str) -> list[Path]:
     """Draw the storm chart into ``out_dir`` as ``storm.png`` and ``storm.svg``; the paths."""
-    import matplotlib.pyplot as plt
-
     out_dir.mkdir(parents=True, exist_ok=True)
-    fig = storm_figure(phases, title=title)
-    paths = [out_dir / "storm.png", out_dir / "storm.svg"]
-    for path in paths:
-        fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return paths
+    return save_figure(storm_figure(phases, title=title), out_dir, "storm")
