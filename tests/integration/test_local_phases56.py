@@ -11,33 +11,21 @@ import json
 import os
 import stat
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from nodelab.local import cli_run, procs, statusdoc
+from nodelab.local import cli_run, statusdoc
 from nodelab.local.fleet import Fleet
 from nodelab.local.narration import Narrator
 from nodelab.local.phase_run import run_phase
 from nodelab.local.settings import LocalSettings
 from nodelab.model import conditions, crd, spec, validation
 
-from tests.support.processes import free_base_port, record_registered
+from tests.support.processes import free_base_port
 
 PHASES = Path(__file__).resolve().parents[2] / "manifests" / "phases"
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Every node process group the runtime starts; asserted empty after each test."""
-    with record_registered() as seen:
-        yield seen
-    leftovers = {proc.pid: procs.alive_in_group(proc.pid) for proc in seen}
-    for proc in seen:
-        procs.reap(proc, grace_s=5)
-    assert all(not pids for pids in leftovers.values()), f"processes left behind: {leftovers}"
 
 
 def nodelab_run(name: str, status_out: Path) -> dict[str, Any]:

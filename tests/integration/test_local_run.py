@@ -14,20 +14,19 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from nodelab.local import cli_run, procs
+from nodelab.local import cli_run
 from nodelab.local.fleet import Fleet
 from nodelab.local.narration import Narrator
 from nodelab.local.phase_run import PhaseResult, run_phase
 from nodelab.local.settings import LocalSettings
 from nodelab.model import crd, spec, validation
 
-from tests.support.processes import free_base_port, record_registered
+from tests.support.processes import free_base_port
 
 PHASES = Path(__file__).resolve().parents[2] / "manifests" / "phases"
 RPS_TOLERANCE = 0.35
@@ -54,17 +53,6 @@ def lab_document(
 def base_port() -> int:
     """A base port for a fleet of up to 4 replicas (free, below the ephemeral range)."""
     return free_base_port(4)
-
-
-@pytest.fixture
-def started() -> Iterator[list[subprocess.Popen[bytes]]]:
-    """Every node process group the runtime starts; asserted empty after each test."""
-    with record_registered() as seen:
-        yield seen
-    leftovers = {proc.pid: procs.alive_in_group(proc.pid) for proc in seen}
-    for proc in seen:
-        procs.reap(proc, grace_s=5)
-    assert all(not pids for pids in leftovers.values()), f"processes left behind: {leftovers}"
 
 
 def run(fleet: Fleet, settings: LocalSettings, document: dict[str, Any]) -> PhaseResult:

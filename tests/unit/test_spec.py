@@ -9,18 +9,9 @@ from typing import Any
 import pytest
 from nodelab.model import crd, names, quantity, spec, validation
 
+from tests.support.lab_documents import lab_document
+
 Doc = dict[str, Any]
-
-
-def _lab(**spec_body: Any) -> Doc:
-    body: Doc = {"node": {}, "load": {}}
-    body.update(spec_body)
-    return {
-        "apiVersion": "lab.nodelab.dev/v1alpha1",
-        "kind": "NodeLab",
-        "metadata": {"name": "lab"},
-        "spec": body,
-    }
 
 
 def _errors(document: Doc) -> list[str]:
@@ -33,7 +24,7 @@ def _errors(document: Doc) -> list[str]:
 
 
 def test_an_empty_node_and_load_get_every_default() -> None:
-    lab = spec.parse_nodelab(_lab())
+    lab = spec.parse_nodelab(lab_document())
     assert lab.spec.node == spec.NodeSpec(
         replicas=1,
         workers=1,
@@ -58,28 +49,28 @@ def test_an_empty_node_and_load_get_every_default() -> None:
 
 
 def test_a_duration_replaces_the_default_request_count() -> None:
-    load = spec.parse_nodelab(_lab(load={"durationSeconds": 30})).spec.load
+    load = spec.parse_nodelab(lab_document(load={"durationSeconds": 30})).spec.load
     assert (load.requests, load.duration_seconds) == (None, 30)
 
 
 def test_metadata_namespace_and_generation_are_kept() -> None:
-    document = _lab()
+    document = lab_document()
     document["metadata"].update(namespace="team-a", generation=7)
     lab = spec.parse_nodelab(document)
     assert (lab.namespace, lab.generation) == ("team-a", 7)
 
 
 def test_values_are_typed() -> None:
-    document = _lab(load={"rate": 20, "requests": 100}, node={"image": ""})
+    document = lab_document(load={"rate": 20, "requests": 100}, node={"image": ""})
     lab = spec.parse_nodelab(document)
     assert lab.spec.load.rate == 20.0 and isinstance(lab.spec.load.rate, float)
     assert lab.spec.node.image is None, "an empty image means the operator's own"
-    swept = spec.parse_nodelab(_lab(load={"sweep": [1, 5, 10]})).spec.load.sweep
+    swept = spec.parse_nodelab(lab_document(load={"sweep": [1, 5, 10]})).spec.load.sweep
     assert swept == (1, 5, 10)
 
 
 def test_defaults_do_not_touch_the_input_and_keep_given_values() -> None:
-    document = _lab(node={"workers": 4, "work": {"ioMillis": 50}})
+    document = lab_document(node={"workers": 4, "work": {"ioMillis": 50}})
     before = copy.deepcopy(document)
     defaulted = validation.apply_defaults(document, crd.spec_schema())
     assert document == before
@@ -90,7 +81,7 @@ def test_defaults_do_not_touch_the_input_and_keep_given_values() -> None:
 
 
 def test_status_is_ignored_when_parsing() -> None:
-    document = _lab()
+    document = lab_document()
     document["status"] = {"phase": "Nonsense", "history": "not a list"}
     assert spec.parse_nodelab(document).spec.node.workers == 1
 
@@ -104,7 +95,9 @@ def test_parse_spec_takes_the_bare_spec_the_operator_receives() -> None:
 
 def test_derived_pod_size_and_capacity() -> None:
     node = spec.parse_nodelab(
-        _lab(node={"replicas": 3, "workers": 10, "cpuPerWorker": "0.25", "memoryPerWorker": "1Gi"})
+        lab_document(
+            node={"replicas": 3, "workers": 10, "cpuPerWorker": "0.25", "memoryPerWorker": "1Gi"}
+        )
     ).spec.node
     assert node.pod_cpu_millicores == 2500
     assert node.pod_memory_mebibytes == 10240
@@ -115,7 +108,7 @@ def test_derived_pod_size_and_capacity() -> None:
 
 
 def test_every_schema_error_is_reported_at_once() -> None:
-    errors = _errors(_lab(node={"workers": 0, "replicas": 21}, load={"concurrency": 0}))
+    errors = _errors(lab_document(node={"workers": 0, "replicas": 21}, load={"concurrency": 0}))
     assert errors == [
         "spec.load.concurrency: Invalid value: 0: should be greater than or equal to 1",
         "spec.node.replicas: Invalid value: 21: should be less than or equal to 20",
@@ -125,13 +118,13 @@ def test_every_schema_error_is_reported_at_once() -> None:
 
 def test_cel_rules_run_only_on_a_schema_valid_object() -> None:
     # Both a schema error and a CEL violation: as in the API server, only the schema error.
-    errors = _errors(_lab(node={"workers": 0}, load={"requests": 5, "durationSeconds": 5}))
+    errors = _errors(lab_document(node={"workers": 0}, load={"requests": 5, "durationSeconds": 5}))
     assert errors == ["spec.node.workers: Invalid value: 0: should be greater than or equal to 1"]
 
 
 def test_several_cel_rules_can_fail_together() -> None:
     load = {"requests": 5, "durationSeconds": 5, "rate": 3, "sweep": [2, 2]}
-    errors = _errors(_lab(load=load))
+    errors = _errors(lab_document(load=load))
     assert [e.split(":")[0] for e in errors] == [
         "spec.load.durationSeconds",
         "spec.load.sweep",
@@ -143,7 +136,7 @@ def test_several_cel_rules_can_fail_together() -> None:
     ("replicas", "workers", "valid"), [(16, 16, True), (4, 64, True), (17, 16, False)]
 )
 def test_fleet_size_limit_is_inclusive(replicas: int, workers: int, valid: bool) -> None:
-    document = _lab(node={"replicas": replicas, "workers": workers})
+    document = lab_document(node={"replicas": replicas, "workers": workers})
     if valid:
         assert spec.parse_nodelab(document).spec.node.capacity == replicas * workers
     else:
@@ -157,30 +150,36 @@ def test_fleet_size_limit_is_inclusive(replicas: int, workers: int, valid: bool)
 def test_a_worker_without_cpu_is_refused(cpu: str) -> None:
     # Found against a real API server: the pattern alone admits them, and the pod then asked
     # for no CPU at all.
-    assert _errors(_lab(node={"cpuPerWorker": cpu})) == [
+    assert _errors(lab_document(node={"cpuPerWorker": cpu})) == [
         "spec.node.cpuPerWorker: Invalid value: spec.node.cpuPerWorker must be more than zero"
     ]
 
 
 @pytest.mark.parametrize("cpu", ["1", "0.5", "0.001", "250m", "2.5"])
 def test_a_worker_with_some_cpu_is_fine(cpu: str) -> None:
-    assert spec.parse_nodelab(_lab(node={"cpuPerWorker": cpu})).spec.node.cpu_per_worker == cpu
+    assert (
+        spec.parse_nodelab(lab_document(node={"cpuPerWorker": cpu})).spec.node.cpu_per_worker == cpu
+    )
 
 
 def test_a_sweep_of_distinct_levels_and_a_lone_rate_are_fine() -> None:
-    assert spec.parse_nodelab(_lab(load={"sweep": [20, 1, 5]})).spec.load.sweep == (20, 1, 5)
-    assert spec.parse_nodelab(_lab(load={"rate": 0.5})).spec.load.rate == 0.5
+    assert spec.parse_nodelab(lab_document(load={"sweep": [20, 1, 5]})).spec.load.sweep == (
+        20,
+        1,
+        5,
+    )
+    assert spec.parse_nodelab(lab_document(load={"rate": 0.5})).spec.load.rate == 0.5
 
 
 def test_unknown_fields_are_named_with_their_full_path() -> None:
-    assert _errors(_lab(node={"work": {"loadfactor": 30}})) == [
+    assert _errors(lab_document(node={"work": {"loadfactor": 30}})) == [
         "spec.node.work.loadfactor: unknown field"
     ]
-    assert _errors({**_lab(), "extra": 1}) == ["extra: unknown field"]
+    assert _errors({**lab_document(), "extra": 1}) == ["extra: unknown field"]
 
 
 def test_metadata_is_free_form() -> None:
-    document = _lab()
+    document = lab_document()
     document["metadata"]["labels"] = {"team": "a"}
     assert spec.parse_nodelab(document).name == "lab"
 
@@ -193,7 +192,7 @@ GOOD_NAMES = ["a", "lab", "scaling-lab", "l4b-2", "a" * 40]
 
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_a_name_children_cannot_carry_is_refused_up_front(name: str) -> None:
-    document = _lab()
+    document = lab_document()
     document["metadata"]["name"] = name
     (error,) = _errors(document)
     assert error.startswith(f"metadata.name: Invalid value: {name!r}: must be a DNS-1035 label")
@@ -202,7 +201,7 @@ def test_a_name_children_cannot_carry_is_refused_up_front(name: str) -> None:
 
 @pytest.mark.parametrize("name", GOOD_NAMES)
 def test_a_dns_label_name_is_accepted(name: str) -> None:
-    document = _lab()
+    document = lab_document()
     document["metadata"]["name"] = name
     assert spec.parse_nodelab(document).name == name
     assert names.validate_lab_name(name) is None
@@ -210,7 +209,7 @@ def test_a_dns_label_name_is_accepted(name: str) -> None:
 
 def _crd_name_rule_errors(name: str) -> list[validation.FieldError]:
     # The CRD's own rule, without the offline identity check in front of it.
-    document = _lab()
+    document = lab_document()
     document["metadata"]["name"] = name
     schema = crd.spec_schema()
     return validation.validate_object(validation.apply_defaults(document, schema), schema)
@@ -250,20 +249,20 @@ def test_transition_rules_follow_the_api_servers_create_semantics() -> None:
 
 
 def test_identity_errors_come_before_the_spec_is_looked_at() -> None:
-    document = _lab(node={"workers": 0})
+    document = lab_document(node={"workers": 0})
     document["kind"] = "Lab"
     del document["metadata"]
     assert _errors(document) == ["kind: must be NodeLab", "metadata.name: Required value"]
 
 
 def test_a_missing_spec_is_required() -> None:
-    document = _lab()
+    document = lab_document()
     del document["spec"]
     assert _errors(document) == ["spec: Required value"]
 
 
 def test_wrong_types_name_the_expected_type() -> None:
-    assert _errors(_lab(load={"sweep": "1,2"})) == [
+    assert _errors(lab_document(load={"sweep": "1,2"})) == [
         "spec.load.sweep: Invalid value: '1,2': must be of type array"
     ]
 
@@ -279,7 +278,9 @@ def test_spec_invalid_message_names_the_lab_and_every_field() -> None:
 
 def test_validate_object_returns_no_errors_for_a_good_document() -> None:
     schema = crd.spec_schema()
-    assert validation.validate_object(validation.apply_defaults(_lab(), schema), schema) == []
+    assert (
+        validation.validate_object(validation.apply_defaults(lab_document(), schema), schema) == []
+    )
 
 
 # --- phase files --------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import pytest
 from nodelab.model import crd, spec, validation
 
 from loadgen.resilience import BreakerSettings, PolicyError, RetryPolicy
+from tests.support.lab_documents import lab_document
 
 Doc = dict[str, Any]
 
@@ -24,19 +25,8 @@ PHASES = Path(__file__).resolve().parents[2] / "manifests" / "phases"
 OPEN_LOOP: Doc = {"rate": 20, "durationSeconds": 30}
 
 
-def _lab(**spec_body: Any) -> Doc:
-    body: Doc = {"node": {}, "load": {}}
-    body.update(spec_body)
-    return {
-        "apiVersion": "lab.nodelab.dev/v1alpha1",
-        "kind": "NodeLab",
-        "metadata": {"name": "lab"},
-        "spec": body,
-    }
-
-
 def _parse(**spec_body: Any) -> spec.NodeLabSpec:
-    return spec.parse_nodelab(_lab(**spec_body)).spec
+    return spec.parse_nodelab(lab_document(**spec_body)).spec
 
 
 def _errors(document: Doc) -> list[validation.FieldError]:
@@ -77,7 +67,7 @@ def test_every_shipped_phase_file_still_parses_without_them(path: Path) -> None:
 def test_no_new_field_is_required_and_only_balancing_is_defaulted() -> None:
     # The API server writes defaults into every stored NodeLab: only spec.load.balancing may
     # appear in one that does not mention the new blocks.
-    defaulted = validation.apply_defaults(_lab(), crd.spec_schema())["spec"]
+    defaulted = validation.apply_defaults(lab_document(), crd.spec_schema())["spec"]
     assert set(defaulted) == {"node", "load", "slo"}
     assert "protection" not in defaulted["node"] and "slowPool" not in defaulted["node"]
     assert "retry" not in defaulted["load"] and defaulted["load"]["balancing"] == "round-robin"
@@ -180,7 +170,7 @@ def test_a_slow_pool_by_factor_by_delay_or_both() -> None:
 
 
 def _with_trigger(**trigger: Any) -> Doc:
-    return _lab(load=dict(OPEN_LOOP), trigger=trigger)
+    return lab_document(load=dict(OPEN_LOOP), trigger=trigger)
 
 
 SLOW = {"durationSeconds": 5, "mode": "slow", "extraMillis": 100}
@@ -189,35 +179,43 @@ SLOW = {"durationSeconds": 5, "mode": "slow", "extraMillis": 100}
 BAD: list[tuple[str, Doc, str]] = [
     (
         "queue-negative",
-        _lab(node={"protection": {"maxQueue": -1}}),
+        lab_document(node={"protection": {"maxQueue": -1}}),
         "spec.node.protection.maxQueue",
     ),
     (
         "retry-after-zero",
-        _lab(node={"protection": {"retryAfterSeconds": 0}}),
+        lab_document(node={"protection": {"retryAfterSeconds": 0}}),
         "spec.node.protection.retryAfterSeconds",
     ),
-    ("rate-zero", _lab(node={"protection": {"rateLimit": 0}}), "spec.node.protection.rateLimit"),
+    (
+        "rate-zero",
+        lab_document(node={"protection": {"rateLimit": 0}}),
+        "spec.node.protection.rateLimit",
+    ),
     (
         "burst-zero",
-        _lab(node={"protection": {"rateLimit": 5, "rateBurst": 0}}),
+        lab_document(node={"protection": {"rateLimit": 5, "rateBurst": 0}}),
         "spec.node.protection.rateBurst",
     ),
     (
         "burst-without-rate",
-        _lab(node={"protection": {"rateBurst": 5}}),
+        lab_document(node={"protection": {"rateBurst": 5}}),
         "spec.node.protection.rateBurst",
     ),
     (
         "protection-typo",
-        _lab(node={"protection": {"maxqueue": 1}}),
+        lab_document(node={"protection": {"maxqueue": 1}}),
         "spec.node.protection.maxqueue",
     ),
-    ("trigger-closed-loop", _lab(trigger=SLOW), "spec.trigger"),
-    ("trigger-no-duration", _lab(load={"rate": 5, "requests": 100}, trigger=SLOW), "spec.trigger"),
+    ("trigger-closed-loop", lab_document(trigger=SLOW), "spec.trigger"),
+    (
+        "trigger-no-duration",
+        lab_document(load={"rate": 5, "requests": 100}, trigger=SLOW),
+        "spec.trigger",
+    ),
     (
         "trigger-no-rate",
-        _lab(load={"durationSeconds": 30}, trigger=SLOW),
+        lab_document(load={"durationSeconds": 30}, trigger=SLOW),
         "spec.trigger",
     ),
     (
@@ -263,31 +261,35 @@ BAD: list[tuple[str, Doc, str]] = [
         _with_trigger(durationSeconds=5, mode="fail", status=502),
         "spec.trigger.status",
     ),
-    ("balancing-unknown", _lab(load={"balancing": "least-conn"}), "spec.load.balancing"),
+    ("balancing-unknown", lab_document(load={"balancing": "least-conn"}), "spec.load.balancing"),
     (
         "slow-pool-all-slow",
-        _lab(node={"replicas": 3, "slowPool": {"replicas": 3, "serviceFactor": 2}}),
+        lab_document(node={"replicas": 3, "slowPool": {"replicas": 3, "serviceFactor": 2}}),
         "spec.node.slowPool.replicas",
     ),
     (
         "slow-pool-single-node",
-        _lab(node={"slowPool": {"serviceFactor": 2}}),
+        lab_document(node={"slowPool": {"serviceFactor": 2}}),
         "spec.node.slowPool.replicas",
     ),
-    ("slow-pool-not-slow", _lab(node={"replicas": 2, "slowPool": {}}), "spec.node.slowPool"),
+    (
+        "slow-pool-not-slow",
+        lab_document(node={"replicas": 2, "slowPool": {}}),
+        "spec.node.slowPool",
+    ),
     (
         "slow-pool-replicas-zero",
-        _lab(node={"replicas": 2, "slowPool": {"replicas": 0, "extraMillis": 5}}),
+        lab_document(node={"replicas": 2, "slowPool": {"replicas": 0, "extraMillis": 5}}),
         "spec.node.slowPool.replicas",
     ),
     (
         "slow-pool-faster",
-        _lab(node={"replicas": 2, "slowPool": {"serviceFactor": 0.5}}),
+        lab_document(node={"replicas": 2, "slowPool": {"serviceFactor": 0.5}}),
         "spec.node.slowPool.serviceFactor",
     ),
     (
         "slow-pool-extra-zero",
-        _lab(node={"replicas": 2, "slowPool": {"extraMillis": 0}}),
+        lab_document(node={"replicas": 2, "slowPool": {"extraMillis": 0}}),
         "spec.node.slowPool.extraMillis",
     ),
 ]
@@ -338,7 +340,7 @@ def test_a_bad_field_is_refused_by_name(case: str, document: Doc, field: str) ->
     ("case", "retry", "field"), BAD_RETRIES, ids=[case for case, _, _ in BAD_RETRIES]
 )
 def test_a_bad_retry_is_refused_by_name(case: str, retry: Doc, field: str) -> None:
-    errors = _errors(_lab(load={"retry": retry}))
+    errors = _errors(lab_document(load={"retry": retry}))
     assert f"spec.load.{field}" in [error.field for error in errors], (case, errors)
 
 
@@ -373,7 +375,7 @@ def test_the_new_rules_messages_name_the_field_they_refuse() -> None:
 )
 def test_the_crd_and_retry_policy_refuse_the_same_field(case: str, retry: Doc, field: str) -> None:
     # RetryPolicy.parse sees what the operator would pass it: the block with the CRD's defaults.
-    defaulted = validation.apply_defaults(_lab(load={"retry": retry}), crd.spec_schema())
+    defaulted = validation.apply_defaults(lab_document(load={"retry": retry}), crd.spec_schema())
     with pytest.raises(PolicyError) as caught:
         RetryPolicy.parse(defaulted["spec"]["load"]["retry"])
     assert caught.value.field == field, case
@@ -389,7 +391,9 @@ def test_the_crd_is_stricter_than_retry_policy_only_in_its_bounds() -> None:
     # RetryPolicy has no upper bounds; the CRD keeps a typo from running a lab for a day.
     huge = {"kind": "immediate", "maxAttempts": 11}
     assert RetryPolicy.parse(huge).max_attempts == 11
-    assert [e.field for e in _errors(_lab(load={"retry": huge}))] == ["spec.load.retry.maxAttempts"]
+    assert [e.field for e in _errors(lab_document(load={"retry": huge}))] == [
+        "spec.load.retry.maxAttempts"
+    ]
 
 
 def test_every_retry_policy_default_is_the_crds_default() -> None:
@@ -419,7 +423,7 @@ def test_retry_policy_still_refuses_what_the_crd_would_miss(
     del retry["x-kubernetes-validations"]
     monkeypatch.setattr(crd, "spec_schema", lambda: schema)
     bad = {"kind": "backoff", "maxAttempts": 3, "baseMillis": 500, "capMillis": 100}
-    (error,) = _errors(_lab(load={"retry": bad}))
+    (error,) = _errors(lab_document(load={"retry": bad}))
     assert error.field == "spec.load.retry.capMillis"
     assert error.message.startswith("Invalid value: must be >= retry.baseMillis")
 
